@@ -1,0 +1,10 @@
+//! taskbench: does a small fine-tuned model beat a frontier API on your task, and what does
+//! each cost? The library behind the `taskbench` command.
+//!
+//! Layers, each depending only on those below it:
+//! `cli` -> `run` -> `models` / `data` / `metrics` / `report` -> `runtime` -> `kernels`.
+
+pub mod data;
+pub mod metrics;
+pub mod models;
+pub mod runtime;

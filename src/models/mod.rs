@@ -1,0 +1,62 @@
+//! Model backends behind small traits that know nothing heavy: the runtime, metrics and
+//! reports see [`Classifier`] and plain data, never candle.
+//!
+//! Backends: [`encoder`] (BERT / DistilBERT / RoBERTa classifiers on candle). Causal LMs and
+//! remote APIs implement the same trait.
+
+pub mod device;
+pub mod encoder;
+pub mod resolve;
+
+use serde::Serialize;
+
+/// One text after tokenization, as the model will see it.
+#[derive(Debug, Clone)]
+pub struct TokenizedText {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    /// The token count before truncation, when the text was cut to the model's limit.
+    pub truncated_from: Option<usize>,
+}
+
+impl TokenizedText {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// What a report says about a model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// What the user passed (`models/x`, `hf:org/name@rev`).
+    pub name: String,
+    pub path: String,
+    pub backend: String,
+    pub architecture: String,
+    pub head: String,
+    pub pooling: String,
+    pub num_labels: usize,
+    pub max_tokens: usize,
+    pub parameters: usize,
+    pub weights_sha256: String,
+    pub device: String,
+}
+
+/// A model that gives a probability per label for each text of a batch.
+pub trait Classifier {
+    /// Labels in the order of the probabilities.
+    fn labels(&self) -> &[String];
+
+    /// Tokenizes as the model's own tokenizer does, truncated to the model's limit.
+    fn tokenize(&self, texts: &[&str]) -> anyhow::Result<Vec<TokenizedText>>;
+
+    /// Probabilities per label for each item, in the order given. Items of any lengths may
+    /// share a batch; the result for an item does not depend on its batch mates.
+    fn classify(&self, batch: &[&TokenizedText]) -> anyhow::Result<Vec<Vec<f32>>>;
+
+    fn info(&self) -> &ModelInfo;
+}

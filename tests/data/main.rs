@@ -1,0 +1,5 @@
+//! Integration tests of the data module: loading files, matching labels, sampling.
+mod common;
+mod labels;
+mod load;
+mod sample;
