@@ -4,7 +4,11 @@
 //! Layers, each depending only on those below it:
 //! `cli` -> `run` -> `models` / `data` / `metrics` / `report` -> `runtime` -> `kernels`.
 
+pub mod cli;
 pub mod data;
 pub mod metrics;
 pub mod models;
+pub mod report;
+pub mod run;
 pub mod runtime;
+pub mod train;

@@ -8,7 +8,7 @@ pub mod device;
 pub mod encoder;
 pub mod resolve;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One text after tokenization, as the model will see it.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ impl TokenizedText {
 }
 
 /// What a report says about a model.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelInfo {
     /// What the user passed (`models/x`, `hf:org/name@rev`).
     pub name: String,

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod head;
+pub mod save;
 mod ops;
 pub mod transformer;
 
@@ -147,6 +148,10 @@ impl Encoder {
 
     pub fn set_weights_sha256(&mut self, sha: String) {
         self.info.weights_sha256 = sha;
+    }
+
+    pub fn info_sha256(&self) -> String {
+        self.info.weights_sha256.clone()
     }
 
     pub fn dir(&self) -> &Path {

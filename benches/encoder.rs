@@ -1,0 +1,86 @@
+//! Encoder speed on all-MiniLM-L6-v2 (fp32, CPU): tokenization, forward passes at the shapes
+//! `../shared/anchors/encoder.py` measures (batch 1 at 16 and 64 tokens, batch 32 at 64
+//! tokens), and an offline pass over the claims test split as `eval` runs it.
+//!
+//! Run with `make bench` (needs `make models`). Threads follow `TASKBENCH_BENCH_THREADS`
+//! (default 2, the anchors' setting), so ratios to the anchors compare like with like.
+
+use std::path::Path;
+
+use candle_core::Device;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use taskbench::data::{self, LoadOptions};
+use taskbench::models::encoder::head::Pooling;
+use taskbench::models::encoder::Encoder;
+use taskbench::models::TokenizedText;
+use taskbench::runtime::batching::token_budget_batches;
+
+fn encoder() -> Encoder {
+    let threads = std::env::var("TASKBENCH_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
+    taskbench::runtime::configure_threads(Some(threads));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
+    Encoder::load(&dir, "all-MiniLM-L6-v2", &Device::Cpu).expect("run `make models` first")
+}
+
+/// Synthetic ids of exactly `len` tokens, as the anchor script feeds.
+fn synthetic(batch: usize, len: usize) -> Vec<TokenizedText> {
+    (0..batch)
+        .map(|b| TokenizedText {
+            ids: (0..len as u32).map(|i| 1000 + (i * 31 + b as u32 * 7) % 20000).collect(),
+            type_ids: vec![0; len],
+            truncated_from: None,
+        })
+        .collect()
+}
+
+fn claims_test() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/claims/test.csv");
+    data::load(&path, &LoadOptions::default()).expect("claims test split").examples.into_iter().map(|e| e.text).collect()
+}
+
+fn forward(c: &mut Criterion) {
+    let model = encoder();
+    let mut group = c.benchmark_group("forward");
+    for (batch, len) in [(1usize, 16usize), (1, 64), (32, 64)] {
+        let items = synthetic(batch, len);
+        let refs: Vec<&TokenizedText> = items.iter().collect();
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(format!("b{batch}xs{len}")), &refs, |b, refs| {
+            b.iter(|| model.features_with(refs, Pooling::Mean, true).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn tokenization(c: &mut Criterion) {
+    let model = encoder();
+    let texts = claims_test();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut group = c.benchmark_group("tokenize");
+    group.throughput(Throughput::Elements(refs.len() as u64));
+    group.bench_function("claims-test", |b| b.iter(|| model.encode(&refs).unwrap()));
+    group.finish();
+}
+
+fn offline_pass(c: &mut Criterion) {
+    let model = encoder();
+    let texts = claims_test();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut group = c.benchmark_group("offline");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(refs.len() as u64));
+    group.bench_function("claims-test", |b| {
+        b.iter(|| {
+            let tokenized = model.encode(&refs).unwrap();
+            let lengths: Vec<usize> = tokenized.iter().map(TokenizedText::len).collect();
+            for batch in token_budget_batches(&lengths, 8192, 64) {
+                let items: Vec<&TokenizedText> = batch.indices.iter().map(|&i| &tokenized[i]).collect();
+                model.features_with(&items, Pooling::Mean, true).unwrap();
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, forward, tokenization, offline_pass);
+criterion_main!(benches);

@@ -1,0 +1,222 @@
+//! The command line: clap arguments, checked into the `run` layer's options, and the output
+//! each command prints. `main.rs` only calls [`main`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::data::LoadOptions;
+use crate::report;
+use crate::run::eval::{eval, EvalOptions, UnknownLabels};
+use crate::run::train::{head_only, PoolingChoice, TrainOptions};
+use crate::runtime::{configure_threads, DeviceSpec};
+use crate::train::softmax::FitOptions;
+
+#[derive(Parser)]
+#[command(name = "taskbench", version, about = "Does a small fine-tuned model beat a frontier API on your task, and what does each cost?")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate a classifier on a labelled file: accuracy, macro-F1, latency, throughput.
+    Eval(EvalArgs),
+    /// Train a classifier from a base encoder (`--head-only`: a linear head on frozen features).
+    Train(TrainArgs),
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// Column (CSV/TSV) or key (JSONL) holding the text [default: text, sentence, content, ...].
+    #[arg(long)]
+    text_col: Option<String>,
+    /// Column or key holding the label [default: label, category, class, intent, ...].
+    #[arg(long)]
+    label_col: Option<String>,
+    /// Column or key holding a row id [default: id, else the row number].
+    #[arg(long)]
+    id_col: Option<String>,
+}
+
+impl DataArgs {
+    fn load_options(&self) -> LoadOptions {
+        LoadOptions { text_col: self.text_col.clone(), label_col: self.label_col.clone(), id_col: self.id_col.clone(), ..Default::default() }
+    }
+}
+
+#[derive(Args)]
+struct RuntimeArgs {
+    /// cpu, cuda[:N] or metal[:N] (cuda and metal need the cargo feature of that name).
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// CPU threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Largest batch, in tokens of its longest item times its rows.
+    #[arg(long, default_value_t = 8192)]
+    max_batch_tokens: usize,
+    /// Seed for sampling (--limit) and anything else random.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// No progress bars (they are also hidden when stderr is not a terminal or CI is set).
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A HF model folder or hf:ORG/NAME[@REVISION].
+    #[arg(long)]
+    model: String,
+    /// Labelled data: .csv, .tsv or .jsonl.
+    #[arg(long)]
+    data: PathBuf,
+    #[command(flatten)]
+    data_args: DataArgs,
+    /// JSON object or two-column CSV mapping dataset labels to the model's labels.
+    #[arg(long)]
+    label_map: Option<PathBuf>,
+    /// What to do with rows whose label the model does not know.
+    #[arg(long, value_enum, default_value = "fail")]
+    unknown_labels: UnknownLabels,
+    /// Evaluate a seeded, stratified sample of N rows.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Write results.json and predictions.jsonl here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Most rows in one batch.
+    #[arg(long, default_value_t = 64)]
+    max_batch_items: usize,
+    /// Skip the one-item-at-a-time latency pass.
+    #[arg(long)]
+    no_single_stream: bool,
+    /// Items run before the single-stream timings start.
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Base encoder: a HF model folder or hf:ORG/NAME[@REVISION].
+    #[arg(long)]
+    model: String,
+    /// Labelled training data: .csv, .tsv or .jsonl.
+    #[arg(long)]
+    data: PathBuf,
+    /// Labelled data to report accuracy on after training.
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    /// Output model folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    overwrite: bool,
+    /// Freeze the encoder and fit only a linear head (the only mode so far).
+    #[arg(long, required = true)]
+    head_only: bool,
+    /// Features for the head: auto = what the checkpoint was trained for.
+    #[arg(long, value_enum, default_value = "auto")]
+    pooling: PoolingChoice,
+    /// L2 penalty on the head's weights.
+    #[arg(long, default_value_t = 1e-3)]
+    weight_decay: f32,
+    /// Adam learning rate of the head fit.
+    #[arg(long, default_value_t = 0.05)]
+    lr: f32,
+    /// Most optimisation steps of the head fit.
+    #[arg(long, default_value_t = 2000)]
+    max_steps: usize,
+    #[command(flatten)]
+    data_args: DataArgs,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("taskbench: {err:#}");
+            2
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Eval(args) => run_eval(args),
+        Command::Train(args) => run_train(args),
+    }
+}
+
+fn run_eval(args: EvalArgs) -> anyhow::Result<i32> {
+    let threads = configure_threads(args.runtime.threads);
+    let opts = EvalOptions {
+        model: args.model,
+        data: args.data,
+        load: args.data_args.load_options(),
+        label_map: args.label_map,
+        unknown_labels: args.unknown_labels,
+        limit: args.limit,
+        seed: args.runtime.seed,
+        device: args.runtime.device,
+        threads,
+        max_batch_tokens: args.runtime.max_batch_tokens,
+        max_batch_items: args.max_batch_items,
+        single_stream: !args.no_single_stream,
+        warmup: args.warmup,
+        progress: !args.runtime.quiet,
+    };
+    let outcome = eval(&opts)?;
+    let color = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    print!("{}", report::table::render_eval(&outcome.results, color));
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", out.display()))?;
+        let results = report::results::write_results(out, &outcome.results)?;
+        let predictions = report::predictions::write_predictions(out, &outcome.predictions)?;
+        println!("wrote {} and {}", results.display(), predictions.display());
+    }
+    Ok(0)
+}
+
+fn run_train(args: TrainArgs) -> anyhow::Result<i32> {
+    let threads = configure_threads(args.runtime.threads);
+    let opts = TrainOptions {
+        model: args.model,
+        data: args.data,
+        eval: args.eval,
+        out: args.out,
+        overwrite: args.overwrite,
+        pooling: args.pooling,
+        load: args.data_args.load_options(),
+        device: args.runtime.device,
+        threads,
+        max_batch_tokens: args.runtime.max_batch_tokens,
+        seed: args.runtime.seed,
+        fit: FitOptions { weight_decay: args.weight_decay, learning_rate: args.lr, max_steps: args.max_steps, ..Default::default() },
+        progress: !args.runtime.quiet,
+    };
+    let record = head_only(&opts)?;
+    println!(
+        "trained a linear head ({} labels, {} pooling) on {} rows of {} in {:.1}s (features {:.1}s, fit {:.1}s): train accuracy {:.3}{}",
+        record.labels.len(),
+        record.pooling,
+        record.data.rows,
+        record.data.path,
+        record.seconds.total,
+        record.seconds.features,
+        record.seconds.fit,
+        record.fit_report.train_accuracy,
+        record.eval.as_ref().map(|e| format!(", accuracy on {} {:.3}", e.path, e.accuracy)).unwrap_or_default()
+    );
+    println!("wrote {} ({})", opts.out.display(), record.output_layout);
+    Ok(0)
+}

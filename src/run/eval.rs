@@ -1,0 +1,200 @@
+//! `taskbench eval`: a classifier on a labelled file, with quality, latency and throughput.
+//!
+//! Two passes over the same items:
+//! - offline: every item at once, batched by token budget and sorted by length; its
+//!   predictions are the ones reported, its wall time gives throughput;
+//! - single-stream (MLPerf's scenario): one item at a time after a warm-up, each timed from
+//!   raw text to probabilities (tokenization included, as a service would see it).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::bail;
+
+use crate::data::{self, match_labels, stratified_sample, unknown_labels_message, Dataset, LoadOptions};
+use crate::metrics::{classification_metrics, latency_summary, throughput};
+use crate::models::{Classifier, TokenizedText};
+use crate::report::environment::{peak_rss_bytes, Environment};
+use crate::report::predictions::Prediction;
+use crate::report::results::{DatasetInfo, EvalResults, LabelMatchInfo, LatencyReport, Settings, SCHEMA_VERSION};
+use crate::runtime::batching::token_budget_batches;
+use crate::runtime::DeviceSpec;
+use crate::train::softmax::argmax;
+
+/// `--unknown-labels`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnknownLabels {
+    /// Stop and list the labels the model does not know.
+    Fail,
+    /// Count those rows as wrong answers.
+    Error,
+}
+
+pub struct EvalOptions {
+    pub model: String,
+    pub data: PathBuf,
+    pub load: LoadOptions,
+    pub label_map: Option<PathBuf>,
+    pub unknown_labels: UnknownLabels,
+    pub limit: Option<usize>,
+    pub seed: u64,
+    pub device: DeviceSpec,
+    pub threads: usize,
+    pub max_batch_tokens: usize,
+    pub max_batch_items: usize,
+    pub single_stream: bool,
+    pub warmup: usize,
+    pub progress: bool,
+}
+
+pub struct EvalOutcome {
+    pub results: EvalResults,
+    pub predictions: Vec<Prediction>,
+}
+
+pub fn eval(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
+    let dataset = data::load(&opts.data, &opts.load)?;
+    let loaded = super::load_encoder(&opts.model, &opts.device)?;
+    loaded.encoder.require_head()?;
+    let model: &dyn Classifier = &loaded.encoder;
+    let labels = model.labels().to_vec();
+
+    let matched = match_labels(&dataset.labels(), &labels, opts.label_map.as_deref())?;
+    let unknown = matched.unknown(&dataset.examples);
+    if !unknown.is_empty() && opts.unknown_labels == UnknownLabels::Fail {
+        bail!("{}", unknown_labels_message(&dataset.path, &unknown, &labels));
+    }
+    let examples = match opts.limit {
+        Some(n) => stratified_sample(&dataset.examples, n, opts.seed),
+        None => dataset.examples.clone(),
+    };
+    if examples.is_empty() {
+        bail!("{}: no rows to evaluate", dataset.path.display());
+    }
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let gold: Vec<Option<usize>> = examples.iter().map(|e| e.label.as_deref().and_then(|l| matched.model_index(l))).collect();
+
+    let offline = run_offline(model, &texts, opts)?;
+    let latencies = if opts.single_stream { Some(run_single_stream(model, &texts, opts)?) } else { None };
+
+    let predicted: Vec<usize> = offline.probabilities.iter().map(|p| argmax(p)).collect();
+    let metrics = classification_metrics(&gold, &predicted, &labels)?;
+    let tokens_total: usize = offline.tokenized.iter().map(TokenizedText::len).sum();
+    let predictions = examples
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Prediction {
+            id: e.id.clone(),
+            text: e.text.clone(),
+            gold: e.label.clone(),
+            predicted: labels[predicted[i]].clone(),
+            correct: e.label.as_ref().map(|_| gold[i] == Some(predicted[i])),
+            probabilities: labels.iter().cloned().zip(offline.probabilities[i].iter().copied()).collect(),
+            latency_ms: latencies.as_ref().map(|l| l[i]),
+            tokens: offline.tokenized[i].len(),
+            truncated_from: offline.tokenized[i].truncated_from,
+        })
+        .collect();
+    let latency = latencies.as_ref().and_then(|l| latency_summary(l)).map(|summary| LatencyReport {
+        scenario: "single-stream".into(),
+        reliable: summary.reliable_percentiles(),
+        summary,
+        warmup_items: opts.warmup.min(texts.len()),
+        includes: "tokenization + forward + softmax".into(),
+    });
+    let results = EvalResults {
+        schema_version: SCHEMA_VERSION,
+        kind: "eval".into(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        model: model.info().clone(),
+        dataset: dataset_info(&dataset, &matched, &examples, opts, &offline.tokenized, tokens_total),
+        metrics,
+        latency,
+        throughput: throughput(texts.len(), tokens_total, offline.seconds),
+        load_time_s: loaded.load_seconds,
+        peak_rss_bytes: peak_rss_bytes(),
+        settings: Settings {
+            device: opts.device.to_string(),
+            threads: opts.threads,
+            max_batch_tokens: opts.max_batch_tokens,
+            max_batch_items: opts.max_batch_items,
+            seed: opts.seed,
+            single_stream: opts.single_stream,
+        },
+        environment: Environment::detect(),
+    };
+    Ok(EvalOutcome { results, predictions })
+}
+
+struct Offline {
+    tokenized: Vec<TokenizedText>,
+    probabilities: Vec<Vec<f32>>,
+    seconds: f64,
+}
+
+/// All items, batched by token budget, results back in input order.
+fn run_offline(model: &dyn Classifier, texts: &[&str], opts: &EvalOptions) -> anyhow::Result<Offline> {
+    let start = Instant::now();
+    let tokenized = model.tokenize(texts)?;
+    let lengths: Vec<usize> = tokenized.iter().map(TokenizedText::len).collect();
+    let bar = super::progress(texts.len(), "offline", opts.progress);
+    let mut probabilities = vec![Vec::new(); texts.len()];
+    for batch in token_budget_batches(&lengths, opts.max_batch_tokens, opts.max_batch_items) {
+        let items: Vec<&TokenizedText> = batch.indices.iter().map(|&i| &tokenized[i]).collect();
+        for (i, probs) in batch.indices.iter().zip(model.classify(&items)?) {
+            probabilities[*i] = probs;
+        }
+        bar.inc(batch.indices.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(Offline { tokenized, probabilities, seconds: start.elapsed().as_secs_f64() })
+}
+
+/// One item at a time; returns each item's latency in ms, in input order.
+fn run_single_stream(model: &dyn Classifier, texts: &[&str], opts: &EvalOptions) -> anyhow::Result<Vec<f64>> {
+    for text in texts.iter().take(opts.warmup) {
+        classify_one(model, text)?;
+    }
+    let bar = super::progress(texts.len(), "single-stream", opts.progress);
+    let mut latencies = Vec::with_capacity(texts.len());
+    for text in texts {
+        let start = Instant::now();
+        classify_one(model, text)?;
+        latencies.push(start.elapsed().as_secs_f64() * 1e3);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(latencies)
+}
+
+fn classify_one(model: &dyn Classifier, text: &str) -> anyhow::Result<Vec<f32>> {
+    let tokenized = model.tokenize(&[text])?;
+    Ok(model.classify(&[&tokenized[0]])?.remove(0))
+}
+
+fn dataset_info(dataset: &Dataset, matched: &data::LabelMatch, examples: &[data::Example], opts: &EvalOptions, tokenized: &[TokenizedText], tokens_total: usize) -> DatasetInfo {
+    let model_labels = matched.model_labels();
+    DatasetInfo {
+        path: dataset.path.display().to_string(),
+        sha256: dataset.sha256.clone(),
+        format: format!("{:?}", dataset.format).to_lowercase(),
+        text_col: dataset.text_col.clone(),
+        label_col: dataset.label_col.clone(),
+        rows_in_file: dataset.examples.len(),
+        rows_evaluated: examples.len(),
+        limit: opts.limit,
+        seed: opts.seed,
+        label_matches: matched
+            .entries()
+            .iter()
+            .map(|entry| LabelMatchInfo {
+                dataset_label: entry.dataset_label.clone(),
+                model_label: entry.model_index.map(|i| model_labels[i].clone()),
+                how: entry.kind.map_or("unknown".into(), |k| format!("{k:?}").to_lowercase()),
+            })
+            .collect(),
+        unknown_label_rows: examples.iter().filter(|e| e.label.as_deref().is_some_and(|l| matched.model_index(l).is_none())).count(),
+        truncated_items: tokenized.iter().filter(|t| t.truncated_from.is_some()).count(),
+        tokens_total,
+    }
+}
