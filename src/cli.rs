@@ -176,14 +176,18 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<i32> {
         progress: !args.runtime.quiet,
     };
     let outcome = eval(&opts)?;
+    // Files first: a closed stdout (`| head`) must not lose the results.
+    let written = match &args.out {
+        Some(out) => {
+            let results = report::results::write_results(out, &outcome.results)?;
+            let predictions = report::predictions::write_predictions(out, &outcome.predictions)?;
+            Some(format!("wrote {} and {}\n", results.display(), predictions.display()))
+        }
+        None => None,
+    };
     let color = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    print!("{}", report::table::render_eval(&outcome.results, color));
-    if let Some(out) = &args.out {
-        std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", out.display()))?;
-        let results = report::results::write_results(out, &outcome.results)?;
-        let predictions = report::predictions::write_predictions(out, &outcome.predictions)?;
-        println!("wrote {} and {}", results.display(), predictions.display());
-    }
+    print_stdout(&report::table::render_eval(&outcome.results, color));
+    print_stdout(&written.unwrap_or_default());
     Ok(0)
 }
 
@@ -205,8 +209,8 @@ fn run_train(args: TrainArgs) -> anyhow::Result<i32> {
         progress: !args.runtime.quiet,
     };
     let record = head_only(&opts)?;
-    println!(
-        "trained a linear head ({} labels, {} pooling) on {} rows of {} in {:.1}s (features {:.1}s, fit {:.1}s): train accuracy {:.3}{}",
+    print_stdout(&format!(
+        "trained a linear head ({} labels, {} pooling) on {} rows of {} in {:.1}s (features {:.1}s, fit {:.1}s): train accuracy {:.3}{}\n",
         record.labels.len(),
         record.pooling,
         record.data.rows,
@@ -216,7 +220,17 @@ fn run_train(args: TrainArgs) -> anyhow::Result<i32> {
         record.seconds.fit,
         record.fit_report.train_accuracy,
         record.eval.as_ref().map(|e| format!(", accuracy on {} {:.3}", e.path, e.accuracy)).unwrap_or_default()
-    );
-    println!("wrote {} ({})", opts.out.display(), record.output_layout);
+    ));
+    print_stdout(&format!("wrote {} ({})\n", opts.out.display(), record.output_layout));
     Ok(0)
+}
+
+/// Writes to stdout; a reader that went away (`taskbench eval ... | head`) is not an error
+/// worth a panic, so the output just stops.
+fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err() {
+        std::process::exit(0);
+    }
 }

@@ -56,6 +56,8 @@ pub struct Encoder {
     transformer: Transformer,
     features: Features,
     head: Option<(Head, Vec<String>)>,
+    /// BERT's pooler when the checkpoint has one, whether or not its head reads it.
+    pooler: Option<Linear>,
     max_tokens: usize,
     device: Device,
     info: ModelInfo,
@@ -103,7 +105,7 @@ impl Encoder {
                 } else {
                     None
                 };
-                (Features { pooling: Pooling::Cls, pooler, normalize: false }, head)
+                (Features { pooling: Pooling::Cls, pooler: pooler.clone(), normalize: false }, head)
             }
         };
         if config.family == Family::Bert && features.pooling == Pooling::Cls && features.pooler.is_none() && head.is_some() && st.is_none() {
@@ -130,6 +132,7 @@ impl Encoder {
             transformer,
             features,
             head,
+            pooler,
             max_tokens,
             device: device.clone(),
             info,
@@ -211,7 +214,7 @@ impl Encoder {
     pub fn features_with(&self, batch: &[&TokenizedText], pooling: Pooling, normalize: bool) -> candle_core::Result<Tensor> {
         let packed = self.packed(batch)?;
         let hidden = self.transformer.forward(&packed)?;
-        let features = Features { pooling, pooler: if pooling == Pooling::Cls { self.features.pooler.clone() } else { None }, normalize };
+        let features = Features { pooling, pooler: if pooling == Pooling::Cls { self.pooler.clone() } else { None }, normalize };
         features.apply(&hidden, &packed)
     }
 
@@ -230,7 +233,7 @@ impl Encoder {
 
     /// The BERT pooler, when the checkpoint has one (saved with a trained head).
     pub fn pooler(&self) -> Option<&Linear> {
-        self.features.pooler.as_ref()
+        self.pooler.as_ref()
     }
 }
 
