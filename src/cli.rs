@@ -52,11 +52,11 @@ struct RuntimeArgs {
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// CPU threads [default: all cores].
-    #[arg(long)]
-    threads: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    threads: Option<u64>,
     /// Largest batch, in tokens of its longest item times its rows.
-    #[arg(long, default_value_t = 8192)]
-    max_batch_tokens: usize,
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+    max_batch_tokens: u64,
     /// Seed for sampling (--limit) and anything else random.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -82,14 +82,14 @@ struct EvalArgs {
     #[arg(long, value_enum, default_value = "fail")]
     unknown_labels: UnknownLabels,
     /// Evaluate a seeded, stratified sample of N rows.
-    #[arg(long)]
-    limit: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    limit: Option<u64>,
     /// Write results.json and predictions.jsonl here.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Most rows in one batch.
-    #[arg(long, default_value_t = 64)]
-    max_batch_items: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_batch_items: u64,
     /// Skip the one-item-at-a-time latency pass.
     #[arg(long)]
     no_single_stream: bool,
@@ -130,8 +130,8 @@ struct TrainArgs {
     #[arg(long, default_value_t = 0.05)]
     lr: f32,
     /// Most optimisation steps of the head fit.
-    #[arg(long, default_value_t = 2000)]
-    max_steps: usize,
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_steps: u64,
     #[command(flatten)]
     data_args: DataArgs,
     #[command(flatten)]
@@ -158,19 +158,19 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn run_eval(args: EvalArgs) -> anyhow::Result<i32> {
-    let threads = configure_threads(args.runtime.threads);
+    let threads = configure_threads(args.runtime.threads.map(|n| n as usize));
     let opts = EvalOptions {
         model: args.model,
         data: args.data,
         load: args.data_args.load_options(),
         label_map: args.label_map,
         unknown_labels: args.unknown_labels,
-        limit: args.limit,
+        limit: args.limit.map(|n| n as usize),
         seed: args.runtime.seed,
         device: args.runtime.device,
         threads,
-        max_batch_tokens: args.runtime.max_batch_tokens,
-        max_batch_items: args.max_batch_items,
+        max_batch_tokens: args.runtime.max_batch_tokens as usize,
+        max_batch_items: args.max_batch_items as usize,
         single_stream: !args.no_single_stream,
         warmup: args.warmup,
         progress: !args.runtime.quiet,
@@ -192,7 +192,7 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<i32> {
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<i32> {
-    let threads = configure_threads(args.runtime.threads);
+    let threads = configure_threads(args.runtime.threads.map(|n| n as usize));
     let opts = TrainOptions {
         model: args.model,
         data: args.data,
@@ -203,9 +203,9 @@ fn run_train(args: TrainArgs) -> anyhow::Result<i32> {
         load: args.data_args.load_options(),
         device: args.runtime.device,
         threads,
-        max_batch_tokens: args.runtime.max_batch_tokens,
+        max_batch_tokens: args.runtime.max_batch_tokens as usize,
         seed: args.runtime.seed,
-        fit: FitOptions { weight_decay: args.weight_decay, learning_rate: args.lr, max_steps: args.max_steps, ..Default::default() },
+        fit: FitOptions { weight_decay: args.weight_decay, learning_rate: args.lr, max_steps: args.max_steps as usize, ..Default::default() },
         progress: !args.runtime.quiet,
     };
     let record = head_only(&opts)?;

@@ -31,34 +31,9 @@ pub fn erf_f32(x: f32) -> f32 {
     p / q
 }
 
-/// In-place GELU (erf form) over a slice, through the widest vector unit this CPU has.
-pub fn gelu_erf_inplace(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the features the function is compiled for were detected just above.
-            return unsafe { gelu_erf_avx512(xs) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { gelu_erf_avx2(xs) };
-        }
-    }
-    gelu_erf_body(xs)
-}
-
-// The same loop compiled three times: the target features let LLVM vectorise it with FMA;
-// without them, `mul_add` would become a call into libm per element.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-unsafe fn gelu_erf_avx512(xs: &mut [f32]) {
-    gelu_erf_body(xs)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_erf_avx2(xs: &mut [f32]) {
-    gelu_erf_body(xs)
+crate::multiversion! {
+    /// In-place GELU (erf form) over a slice, through the widest vector unit this CPU has.
+    pub fn gelu_erf_inplace(xs: &mut [f32]) => gelu_erf_body
 }
 
 #[inline(always)]
@@ -67,6 +42,20 @@ fn gelu_erf_body(xs: &mut [f32]) {
     for x in xs.iter_mut() {
         let v = *x;
         *x = 0.5 * v * (1.0 + erf_f32(v * FRAC_1_SQRT_2));
+    }
+}
+
+crate::multiversion! {
+    /// In-place GELU with the tanh approximation (HF's `gelu_new`, `gelu_pytorch_tanh`).
+    pub fn gelu_tanh_inplace(xs: &mut [f32]) => gelu_tanh_body
+}
+
+#[inline(always)]
+fn gelu_tanh_body(xs: &mut [f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for x in xs.iter_mut() {
+        let v = *x;
+        *x = 0.5 * v * (1.0 + (SQRT_2_OVER_PI * (v + 0.044_715 * v * v * v)).tanh());
     }
 }
 

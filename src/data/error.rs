@@ -146,12 +146,12 @@ pub enum DataError {
         line: usize,
     },
 
-    #[error("{}: line {line}: not valid JSON", .path.display())]
+    #[error("{}: line {line}: not valid JSON ({reason})", .path.display())]
     Json {
         path: PathBuf,
         line: usize,
-        #[source]
-        source: serde_json::Error,
+        /// serde's message with its own position turned into a column of this line.
+        reason: String,
     },
 
     #[error("{}: line {line}: expected a JSON object, found {found}", .path.display())]

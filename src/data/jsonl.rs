@@ -36,10 +36,10 @@ fn objects(path: &Path, text: &str) -> Result<Vec<(usize, Object)>, DataError> {
             continue;
         }
         let line = i + 1;
-        let value: Value = serde_json::from_str(raw).map_err(|source| DataError::Json {
+        let value: Value = serde_json::from_str(raw).map_err(|e| DataError::Json {
             path: path.to_path_buf(),
             line,
-            source,
+            reason: json_reason(&e),
         })?;
         match value {
             Value::Object(object) => out.push((line, object)),
@@ -191,4 +191,12 @@ mod tests {
             .to_string();
         assert_eq!(msg, "a.jsonl: line 1: empty label in column \"label\"");
     }
+}
+
+/// serde_json says "expected ident at line 1 column 2" about the single line it was given;
+/// keep the reason and the column, since the file's line number is already in the message.
+pub(super) fn json_reason(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let reason = text.split(" at line ").next().unwrap_or(&text);
+    format!("{reason}, at column {}", err.column())
 }

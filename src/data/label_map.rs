@@ -65,10 +65,10 @@ pub(crate) fn read_label_map(path: &Path) -> Result<Vec<MapEntry>, DataError> {
 }
 
 fn json_entries(path: &Path, text: &str) -> Result<Vec<MapEntry>, DataError> {
-    let value: Value = serde_json::from_str(text).map_err(|source| DataError::Json {
+    let value: Value = serde_json::from_str(text).map_err(|e| DataError::Json {
         path: path.to_path_buf(),
-        line: source.line(),
-        source,
+        line: e.line(),
+        reason: super::jsonl::json_reason(&e),
     })?;
     let Value::Object(object) = value else {
         return Err(DataError::MapNotObject {

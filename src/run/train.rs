@@ -175,6 +175,9 @@ fn check_output(out: &Path, overwrite: bool) -> anyhow::Result<()> {
     if out.exists() && !overwrite {
         bail!("{}: already exists; pass --overwrite to replace it", out.display());
     }
+    if out.exists() && !out.is_dir() {
+        bail!("{}: is a file; --out names the model folder to write", out.display());
+    }
     Ok(())
 }
 
@@ -228,7 +231,7 @@ fn extract(encoder: &Encoder, data: &Dataset, pooling: Pooling, normalize: bool,
     let mut features = vec![Vec::new(); texts.len()];
     for batch in batches {
         let items: Vec<&TokenizedText> = batch.indices.iter().map(|&i| &tokenized[i]).collect();
-        let rows = encoder.features_with(&items, pooling, normalize)?.to_vec2::<f32>()?;
+        let rows = encoder.feature_rows(&items, pooling, normalize)?;
         for (i, row) in batch.indices.iter().zip(rows) {
             features[*i] = row;
         }

@@ -133,7 +133,7 @@ fn map_file_errors_name_the_map() {
     );
     let err = failed(&["a"], MODEL, Some(&bad));
     assert!(
-        err.starts_with(&format!("{}: line 3: not valid JSON: ", bad.display())),
+        err.starts_with(&format!("{}: line 3: not valid JSON (expected `:`, at column 10)", bad.display())),
         "{err}"
     );
 

@@ -502,7 +502,7 @@ fn jsonl_invalid_json_names_line_and_keeps_cause() {
     );
     let err = load_err(&path, &labelled());
     assert!(
-        err.starts_with(&format!("{}: line 3: not valid JSON: ", path.display())),
+        err.starts_with(&format!("{}: line 3: not valid JSON (", path.display())),
         "{err}"
     );
     assert!(err.contains("expected `,` or `}`"), "{err}");

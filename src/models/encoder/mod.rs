@@ -25,11 +25,9 @@ use super::{Classifier, ModelInfo, TokenizedText};
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {reason}; a model is a folder with config.json, model.safetensors and tokenizer.json", path.display())]
+    NotAFolder { path: PathBuf, reason: &'static str },
     #[error("{}: not a model folder: missing {file}", dir.display())]
     MissingFile { dir: PathBuf, file: String },
     #[error("{}: {message}", path.display())]
@@ -43,10 +41,26 @@ pub enum EncoderError {
     #[error("{}: this is a {architecture} backbone with no classification head, so it cannot classify yet. \
 Train a head on your labelled data first: taskbench train --head-only --model {} --data TRAIN.csv --out DIR", dir.display(), dir.display())]
     NoHead { dir: PathBuf, architecture: String },
-    #[error(transparent)]
-    Compute(#[from] candle_core::Error),
+    #[error("{}", candle_message(.0))]
+    Compute(candle_core::Error),
     #[error("tokenizer: {0}")]
     Tokenize(String),
+}
+
+impl From<candle_core::Error> for EncoderError {
+    fn from(err: candle_core::Error) -> Self {
+        EncoderError::Compute(err)
+    }
+}
+
+/// candle's error text without the backtrace it appends when `RUST_BACKTRACE` is set, and
+/// without the path it adds (taskbench names the file itself).
+pub fn candle_message(err: &candle_core::Error) -> String {
+    match err {
+        candle_core::Error::WithBacktrace { inner, .. } | candle_core::Error::WithPath { inner, .. } => candle_message(inner),
+        candle_core::Error::Context { inner, context } => format!("{context}: {}", candle_message(inner)),
+        other => other.to_string(),
+    }
 }
 
 /// A loaded encoder: tokenizer, backbone, feature extractor and (optionally) a head.
@@ -72,7 +86,8 @@ impl Encoder {
         let config = EncoderConfig::from_file(&required(dir, "config.json")?)?;
         let weights_path = required(dir, "model.safetensors")?;
         let tokenizer_path = required(dir, "tokenizer.json")?;
-        let weights_err = |e: candle_core::Error| EncoderError::Weights { path: weights_path.clone(), message: e.to_string() };
+        let weights_err = |e: candle_core::Error| EncoderError::Weights { path: weights_path.clone(), message: candle_message(&e) };
+        check_safetensors(&weights_path)?;
         // SAFETY: the file is mapped read-only; taskbench never writes a weights file it has
         // mapped, and tensors are copied out of the map at load.
         let root = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, device) }.map_err(weights_err)?;
@@ -211,11 +226,16 @@ impl Encoder {
     }
 
     /// Pooled features `(batch, hidden)` with the given extractor settings.
-    pub fn features_with(&self, batch: &[&TokenizedText], pooling: Pooling, normalize: bool) -> candle_core::Result<Tensor> {
+    pub fn features_with(&self, batch: &[&TokenizedText], pooling: Pooling, normalize: bool) -> Result<Tensor, EncoderError> {
         let packed = self.packed(batch)?;
         let hidden = self.transformer.forward(&packed)?;
         let features = Features { pooling, pooler: if pooling == Pooling::Cls { self.pooler.clone() } else { None }, normalize };
-        features.apply(&hidden, &packed)
+        Ok(features.apply(&hidden, &packed)?)
+    }
+
+    /// [`Self::features_with`] as one `Vec` per item.
+    pub fn feature_rows(&self, batch: &[&TokenizedText], pooling: Pooling, normalize: bool) -> Result<Vec<Vec<f32>>, EncoderError> {
+        Ok(self.features_with(batch, pooling, normalize)?.to_vec2::<f32>()?)
     }
 
     /// Whether the checkpoint's own features are L2-normalised (sentence-transformers).
@@ -251,8 +271,8 @@ impl Classifier for Encoder {
             return Ok(Vec::new());
         }
         let logits = self.logits(batch)?;
-        let probs = candle_nn::ops::softmax_last_dim(&logits)?;
-        Ok(probs.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+        let probs = || candle_nn::ops::softmax_last_dim(&logits)?.to_dtype(DType::F32)?.to_vec2::<f32>();
+        Ok(probs().map_err(EncoderError::from)?)
     }
 
     fn info(&self) -> &ModelInfo {
@@ -260,12 +280,24 @@ impl Classifier for Encoder {
     }
 }
 
+/// Reads the safetensors header and checks that it describes the whole file, so a truncated
+/// download or a corrupt file is named as such before candle maps it.
+fn check_safetensors(path: &Path) -> Result<(), EncoderError> {
+    let file = std::fs::File::open(path).map_err(|source| EncoderError::Io { path: path.to_owned(), source })?;
+    // SAFETY: read-only map of a file taskbench does not modify while it is mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| EncoderError::Io { path: path.to_owned(), source })?;
+    safetensors::SafeTensors::deserialize(&map).map(|_| ()).map_err(|e| EncoderError::Weights {
+        path: path.to_owned(),
+        message: format!("not a valid safetensors file, truncated or corrupt ({e}); download or export it again"),
+    })
+}
+
 fn required(dir: &Path, file: &str) -> Result<PathBuf, EncoderError> {
+    if !dir.exists() {
+        return Err(EncoderError::NotAFolder { path: dir.to_owned(), reason: "no such model folder" });
+    }
     if !dir.is_dir() {
-        return Err(EncoderError::Io {
-            path: dir.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such model folder"),
-        });
+        return Err(EncoderError::NotAFolder { path: dir.to_owned(), reason: "this is a file, not a model folder" });
     }
     let path = dir.join(file);
     if path.is_file() {
@@ -382,7 +414,8 @@ fn load_dense_head(dense_dir: &Path, cfg: &EncoderConfig, dir: &Path, device: &D
         });
     }
     let weights = required(dense_dir, "model.safetensors")?;
-    let weights_err = |e: candle_core::Error| EncoderError::Weights { path: weights.clone(), message: e.to_string() };
+    let weights_err = |e: candle_core::Error| EncoderError::Weights { path: weights.clone(), message: candle_message(&e) };
+    check_safetensors(&weights)?;
     // SAFETY: as in `Encoder::load`, a read-only map copied out at load.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }.map_err(weights_err)?;
     let linear = Linear::load(&vb.pp("linear"), dense.in_features, dense.out_features).map_err(weights_err)?;

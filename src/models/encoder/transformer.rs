@@ -127,27 +127,34 @@ impl Linear {
     }
 }
 
-impl Module for Linear {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        xs.matmul(&self.weight_t)?.broadcast_add(&self.bias)
+impl Linear {
+    /// `act(xs · W^T + b)` for `xs` of shape `(rows, in)`.
+    pub fn forward_act(&self, xs: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+        ops::linear(xs, &self.weight_t, &self.bias, act)
     }
 }
 
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_act(xs, None)
+    }
+}
+
+/// LayerNorm with its weight and bias stacked as `(2, width)`, the form the fused CPU op reads.
 pub struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f32,
+    gamma_beta: Tensor,
+    eps: f64,
 }
 
 impl LayerNorm {
     pub fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
-        Ok(Self { weight: vb.get(size, "weight")?, bias: vb.get(size, "bias")?, eps: eps as f32 })
+        let gamma_beta = Tensor::stack(&[vb.get(size, "weight")?, vb.get(size, "bias")?], 0)?;
+        Ok(Self { gamma_beta, eps })
     }
-}
 
-impl Module for LayerNorm {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        candle_nn::ops::layer_norm(&xs.contiguous()?, &self.weight, &self.bias, self.eps)
+    /// `LayerNorm(xs + residual)`.
+    pub fn forward_residual(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        ops::add_layer_norm(xs, residual, &self.gamma_beta, self.eps)
     }
 }
 
@@ -175,11 +182,10 @@ impl Embeddings {
 
     fn forward(&self, batch: &PackedBatch) -> Result<Tensor> {
         let mut xs = self.word.index_select(&batch.input_ids, 0)?;
-        xs = (xs + self.position.index_select(&batch.position_ids, 0)?)?;
         if let Some(token_type) = &self.token_type {
             xs = (xs + token_type.index_select(&batch.type_ids, 0)?)?;
         }
-        self.norm.forward(&xs)
+        self.norm.forward_residual(&xs, &self.position.index_select(&batch.position_ids, 0)?)
     }
 }
 
@@ -243,10 +249,10 @@ impl Layer {
 
     fn forward(&self, xs: &Tensor, batch: &PackedBatch, shape: &AttentionShape, act: Activation) -> Result<Tensor> {
         let qkv = self.qkv.forward(xs)?;
-        let context = attention(&qkv, batch, shape)?;
-        let xs = self.attn_norm.forward(&(self.attn_out.forward(&context)? + xs)?)?;
-        let hidden = ops::activation(&self.ffn_in.forward(&xs)?, act)?;
-        self.ffn_norm.forward(&(self.ffn_out.forward(&hidden)? + xs)?)
+        let context = ops::packed_attention(&qkv, &batch.seq_lens, shape.heads, shape.head_dim)?;
+        let xs = self.attn_norm.forward_residual(&self.attn_out.forward(&context)?, xs)?;
+        let hidden = self.ffn_in.forward_act(&xs, Some(act))?;
+        self.ffn_norm.forward_residual(&self.ffn_out.forward(&hidden)?, &xs)
     }
 }
 
@@ -254,33 +260,6 @@ impl Layer {
 struct AttentionShape {
     heads: usize,
     head_dim: usize,
-}
-
-/// Scaled dot-product attention of each sequence over its own tokens, from the fused QKV
-/// rows `(tokens, 3 * hidden)`; returns `(tokens, hidden)`.
-fn attention(qkv: &Tensor, batch: &PackedBatch, shape: &AttentionShape) -> Result<Tensor> {
-    let tokens = batch.total_tokens();
-    let hidden = shape.heads * shape.head_dim;
-    let split = qkv.reshape((tokens, 3, shape.heads, shape.head_dim))?;
-    let scale = 1.0 / (shape.head_dim as f64).sqrt();
-    let mut contexts = Vec::with_capacity(batch.seq_lens.len());
-    let mut start = 0;
-    for &len in &batch.seq_lens {
-        let seq = split.narrow(0, start, len)?;
-        // (len, heads, d) -> (heads, len, d)
-        let q = seq.get_on_dim(1, 0)?.transpose(0, 1)?.contiguous()?;
-        let k = seq.get_on_dim(1, 1)?.transpose(0, 1)?.contiguous()?;
-        let v = seq.get_on_dim(1, 2)?.transpose(0, 1)?.contiguous()?;
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs.matmul(&v)?.transpose(0, 1)?.reshape((len, hidden))?;
-        contexts.push(context);
-        start += len;
-    }
-    if contexts.len() == 1 {
-        return Ok(contexts.pop().expect("one context"));
-    }
-    Tensor::cat(&contexts, 0)
 }
 
 /// The encoder backbone: embeddings and the stack of blocks.

@@ -1,0 +1,15 @@
+//! End-to-end tests of the `taskbench` command line: the binary run with assert_cmd on small
+//! data files written to temporary folders and the tiny fixture models.
+//!
+//! Every bad input must exit with code 2 and print exactly one `taskbench: ...` line on stderr
+//! naming the file and what was expected, never a panic or a backtrace (the tests run the
+//! binary with `RUST_BACKTRACE=1` so a panic would show).
+
+mod common;
+mod data_errors;
+mod device;
+mod eval;
+mod hub;
+mod labels;
+mod model_errors;
+mod train;
