@@ -53,51 +53,123 @@ impl SharedOut {
 
 crate::multiversion! {
     #[allow(clippy::too_many_arguments)]
-    fn head_attention(qkv: &[f32], start: usize, len: usize, h: usize, heads: usize, d: usize, scale: f32, context: &mut [f32]) => head_body
+    fn head_attention(qkv: &[f32], start: usize, len: usize, h: usize, heads: usize, d: usize, scale: f32, context: &mut [f32]) => head_dispatch
 }
 
-/// softmax(q k^T * scale) v for one head of one sequence.
+/// Picks a version compiled for the head size, so that a query's context row and a block of
+/// scores stay in registers; other sizes take the general loop.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn head_body(qkv: &[f32], start: usize, len: usize, h: usize, heads: usize, d: usize, scale: f32, context: &mut [f32]) {
-    let hidden = heads * d;
-    let row = |t: usize, part: usize| {
-        let at = (start + t) * 3 * hidden + part * hidden + h * d;
-        &qkv[at..at + d]
-    };
-    // Gather K and V of this head contiguously once: every query row reads all of them.
-    let mut keys = Vec::with_capacity(len * d);
-    let mut values = Vec::with_capacity(len * d);
-    for t in 0..len {
-        keys.extend_from_slice(row(t, 1));
-        values.extend_from_slice(row(t, 2));
+fn head_dispatch(qkv: &[f32], start: usize, len: usize, h: usize, heads: usize, d: usize, scale: f32, context: &mut [f32]) {
+    let head = Head { qkv, start, len, h, hidden: heads * d, scale };
+    match d {
+        32 => head.run::<32>(context),
+        64 => head.run::<64>(context),
+        16 => head.run::<16>(context),
+        _ => head.run_any(d, context),
     }
-    let mut scores = vec![0.0f32; len];
-    for (i, ctx) in context.chunks_exact_mut(d).enumerate() {
-        let q = row(i, 0);
-        let mut max = f32::NEG_INFINITY;
-        for (score, k) in scores.iter_mut().zip(keys.chunks_exact(d)) {
-            let mut dot = 0.0f32;
-            for (a, b) in q.iter().zip(k) {
-                dot += a * b;
+}
+
+/// Keys are scored 16 at a time: one vector register of scores per block.
+const BLOCK: usize = 16;
+
+struct Head<'a> {
+    qkv: &'a [f32],
+    start: usize,
+    len: usize,
+    h: usize,
+    hidden: usize,
+    scale: f32,
+}
+
+impl Head<'_> {
+    #[inline(always)]
+    fn row(&self, t: usize, part: usize, d: usize) -> &[f32] {
+        let at = (self.start + t) * 3 * self.hidden + part * self.hidden + self.h * d;
+        &self.qkv[at..at + d]
+    }
+
+    /// K transposed to `d x padded_len` (padding keys are zero and never read back), and V
+    /// gathered to `len x d`, so every access below is contiguous.
+    #[inline(always)]
+    fn gather(&self, d: usize) -> (Vec<f32>, Vec<f32>, usize) {
+        let padded = self.len.div_ceil(BLOCK) * BLOCK;
+        let mut keys_t = vec![0.0f32; d * padded];
+        let mut values = Vec::with_capacity(self.len * d);
+        for t in 0..self.len {
+            for (j, k) in self.row(t, 1, d).iter().enumerate() {
+                keys_t[j * padded + t] = *k;
             }
-            *score = dot * scale;
-            max = max.max(*score);
+            values.extend_from_slice(self.row(t, 2, d));
         }
-        let mut sum = 0.0f32;
-        for score in scores.iter_mut() {
-            *score = (*score - max).exp();
-            sum += *score;
-        }
-        let inv = 1.0 / sum;
-        ctx.fill(0.0);
-        for (p, v) in scores.iter().zip(values.chunks_exact(d)) {
-            let w = p * inv;
-            for (c, x) in ctx.iter_mut().zip(v) {
-                *c += w * x;
+        (keys_t, values, padded)
+    }
+
+    /// Scores of one query against all keys, `scale` applied, into `scores[..padded]`.
+    #[inline(always)]
+    fn score(&self, q: &[f32], keys_t: &[f32], padded: usize, scores: &mut [f32]) {
+        for block in (0..padded).step_by(BLOCK) {
+            let mut acc = [0.0f32; BLOCK];
+            for (j, qj) in q.iter().enumerate() {
+                let keys = &keys_t[j * padded + block..j * padded + block + BLOCK];
+                for (a, k) in acc.iter_mut().zip(keys) {
+                    *a = qj.mul_add(*k, *a);
+                }
+            }
+            for (s, a) in scores[block..block + BLOCK].iter_mut().zip(acc) {
+                *s = a * self.scale;
             }
         }
     }
+
+    #[inline(always)]
+    fn run<const D: usize>(&self, context: &mut [f32]) {
+        let (keys_t, values, padded) = self.gather(D);
+        let mut scores = vec![0.0f32; padded];
+        for (i, ctx) in context.chunks_exact_mut(D).enumerate() {
+            self.score(self.row(i, 0, D), &keys_t, padded, &mut scores);
+            let inv = softmax_in_place(&mut scores[..self.len]);
+            let mut acc = [0.0f32; D];
+            for (p, v) in scores[..self.len].iter().zip(values.chunks_exact(D)) {
+                for (a, x) in acc.iter_mut().zip(v) {
+                    *a = p.mul_add(*x, *a);
+                }
+            }
+            for (c, a) in ctx.iter_mut().zip(acc) {
+                *c = a * inv;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn run_any(&self, d: usize, context: &mut [f32]) {
+        let (keys_t, values, padded) = self.gather(d);
+        let mut scores = vec![0.0f32; padded];
+        for (i, ctx) in context.chunks_exact_mut(d).enumerate() {
+            self.score(self.row(i, 0, d), &keys_t, padded, &mut scores);
+            let inv = softmax_in_place(&mut scores[..self.len]);
+            ctx.fill(0.0);
+            for (p, v) in scores[..self.len].iter().zip(values.chunks_exact(d)) {
+                for (c, x) in ctx.iter_mut().zip(v) {
+                    *c = p.mul_add(*x, *c);
+                }
+            }
+            for c in ctx.iter_mut() {
+                *c *= inv;
+            }
+        }
+    }
+}
+
+/// Replaces scores by `exp(score - max)` and returns `1 / sum`, the normalisation the caller
+/// applies once to the weighted sum instead of to every weight.
+#[inline(always)]
+fn softmax_in_place(scores: &mut [f32]) -> f32 {
+    let max = crate::lanes::max(scores);
+    for s in scores.iter_mut() {
+        *s = crate::exp::exp_f32(*s - max);
+    }
+    1.0 / crate::lanes::sum_by(scores, |s| s)
 }
 
 /// The reference: the textbook computation in f64, one head of one sequence at a time.

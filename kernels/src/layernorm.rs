@@ -17,21 +17,43 @@ crate::multiversion! {
 fn rows_body(x: &[f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
     let width = gamma.len();
     for ((xr, rr), or) in x.chunks_exact(width).zip(residual.chunks_exact(width)).zip(out.chunks_exact_mut(width)) {
-        let mut sum = 0.0f32;
         for ((o, a), b) in or.iter_mut().zip(xr).zip(rr) {
             *o = a + b;
-            sum += *o;
         }
-        let mean = sum / width as f32;
-        let mut var = 0.0f32;
-        for o in or.iter() {
-            let d = o - mean;
-            var += d * d;
+        normalize_row(or, gamma, beta, eps);
+    }
+}
+
+/// In place: `x = LayerNorm(x + delta) * gamma + beta`, row by row.
+pub fn add_layer_norm_inplace(x: &mut [f32], delta: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let width = gamma.len();
+    assert!(width > 0 && beta.len() == width && x.len() == delta.len() && x.len() % width == 0);
+    inplace_rows(x, delta, gamma, beta, eps);
+}
+
+crate::multiversion! {
+    fn inplace_rows(x: &mut [f32], delta: &[f32], gamma: &[f32], beta: &[f32], eps: f32) => inplace_body
+}
+
+#[inline(always)]
+fn inplace_body(x: &mut [f32], delta: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let width = gamma.len();
+    for (xr, dr) in x.chunks_exact_mut(width).zip(delta.chunks_exact(width)) {
+        for (a, b) in xr.iter_mut().zip(dr) {
+            *a += b;
         }
-        let inv = 1.0 / (var / width as f32 + eps).sqrt();
-        for ((o, g), b) in or.iter_mut().zip(gamma).zip(beta) {
-            *o = (*o - mean) * inv * g + b;
-        }
+        normalize_row(xr, gamma, beta, eps);
+    }
+}
+
+#[inline(always)]
+fn normalize_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let width = row.len() as f32;
+    let mean = crate::lanes::sum_by(row, |v| v) / width;
+    let var = crate::lanes::sum_by(row, |v| (v - mean) * (v - mean)) / width;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((o, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+        *o = (*o - mean) * inv * g + b;
     }
 }
 
@@ -64,8 +86,11 @@ mod tests {
             let mut out = vec![0.0; rows * width];
             add_layer_norm(&x, &r, &g, &b, 1e-12, &mut out);
             let want = add_layer_norm_reference(&x, &r, &g, &b, 1e-12);
-            for (o, w) in out.iter().zip(&want) {
+            let mut inplace = x.clone();
+            add_layer_norm_inplace(&mut inplace, &r, &g, &b, 1e-12);
+            for ((o, i), w) in out.iter().zip(&inplace).zip(&want) {
                 assert!((o - w).abs() < 2e-5, "{o} vs {w} (rows {rows}, width {width})");
+                assert!((i - w).abs() < 2e-5, "in place: {i} vs {w} (rows {rows}, width {width})");
             }
         }
     }

@@ -9,7 +9,10 @@
 //! one binary runs on any x86-64 and uses what the CPU has.
 
 pub mod attention;
+pub mod encoder;
+pub mod exp;
 pub mod gelu;
+pub mod lanes;
 pub mod layernorm;
 pub mod linear;
 

@@ -18,6 +18,11 @@ pub fn linear_bias(x: &[f32], rows: usize, w: &[f32], k: usize, n: usize, bias: 
     for row in out.chunks_exact_mut(n) {
         row.copy_from_slice(bias);
     }
+    accumulate(x, rows, w, k, n, threads, out);
+}
+
+/// `out += x · w` (shapes as in [`linear_bias`]).
+fn accumulate(x: &[f32], rows: usize, w: &[f32], k: usize, n: usize, threads: usize, out: &mut [f32]) {
     let parallelism = if threads > 1 && rows * k * n >= PARALLEL_MIN_MACS { Parallelism::Rayon(threads) } else { Parallelism::None };
     // SAFETY: the pointers cover `rows x k`, `k x n` and `rows x n` row-major matrices as
     // asserted above; `out` does not alias the inputs (it is a distinct `&mut`).

@@ -63,11 +63,15 @@ fn preview(text: &str) -> String {
     text.chars().take(40).collect()
 }
 
+/// Checks the fused CPU kernels and the device-generic candle ops (what CUDA and Metal run).
 fn tiny(name: &str) {
     let dir = fixtures().join(name);
-    let model = Encoder::load(&dir, name, &Device::Cpu).unwrap();
-    assert_eq!(model.labels().len(), Reference::load(&dir.join("reference.json")).num_labels);
-    check_against_reference(&model, &Reference::load(&dir.join("reference.json")));
+    let reference = Reference::load(&dir.join("reference.json"));
+    let mut model = Encoder::load(&dir, name, &Device::Cpu).unwrap();
+    assert_eq!(model.labels().len(), reference.num_labels);
+    check_against_reference(&model, &reference);
+    model.use_candle_ops();
+    check_against_reference(&model, &reference);
 }
 
 #[test]
@@ -118,7 +122,9 @@ fn minilm_with_a_bert_pooler_head_matches_transformers() {
     candle_core::safetensors::save(&tensors, tmp.path().join("model.safetensors")).unwrap();
     let config = config_with_labels("BertForSequenceClassification", &reference.labels());
     std::fs::write(tmp.path().join("config.json"), config.to_string()).unwrap();
-    let model = Encoder::load(tmp.path(), "minilm-pooler", &Device::Cpu).unwrap();
+    let mut model = Encoder::load(tmp.path(), "minilm-pooler", &Device::Cpu).unwrap();
+    check_against_reference(&model, &reference);
+    model.use_candle_ops();
     check_against_reference(&model, &reference);
 }
 

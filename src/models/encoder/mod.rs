@@ -156,6 +156,12 @@ impl Encoder {
         })
     }
 
+    /// Runs the device-generic candle ops even on CPU (the path CUDA and Metal take), so
+    /// tests can check it against the references.
+    pub fn use_candle_ops(&mut self) {
+        self.transformer.use_candle_ops();
+    }
+
     /// Fails with a message pointing to `train` when the folder has no head.
     pub fn require_head(&self) -> Result<(), EncoderError> {
         match self.head {

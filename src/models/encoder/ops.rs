@@ -1,19 +1,13 @@
-//! The encoder's steps as candle ops with a fused CPU path: on CPU each step is one
-//! `taskbench-kernels` call with no intermediate tensors (bias folded into the matrix
-//! product, the activation applied in place, residual + LayerNorm in one pass, attention over
-//! packed sequences without transposes); on other devices they fall back to candle's own ops.
+//! The encoder's steps as plain candle ops, for every device. On CPU the encoder runs the
+//! fused `taskbench-kernels` path instead (see `transformer.rs`); this one serves CUDA and
+//! Metal, and is tested on CPU against the same references.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
-use taskbench_kernels as kernels;
+use candle_core::{Result, Tensor};
 
 use super::config::Activation;
 
 /// `act(x · w_t + bias)`; `x` is `(rows, k)`, `w_t` is `(k, n)`.
 pub fn linear(xs: &Tensor, w_t: &Tensor, bias: &Tensor, act: Option<Activation>) -> Result<Tensor> {
-    if xs.device().is_cpu() {
-        return xs.contiguous()?.apply_op3_no_bwd(w_t, bias, &LinearOp { act });
-    }
     let ys = xs.matmul(w_t)?.broadcast_add(bias)?;
     match act {
         None => Ok(ys),
@@ -31,9 +25,6 @@ fn activation(xs: &Tensor, act: Activation) -> Result<Tensor> {
 
 /// `LayerNorm(x + residual)` with `gamma_beta` = `[gamma; beta]`, shape `(2, width)`.
 pub fn add_layer_norm(xs: &Tensor, residual: &Tensor, gamma_beta: &Tensor, eps: f64) -> Result<Tensor> {
-    if xs.device().is_cpu() {
-        return xs.contiguous()?.apply_op3_no_bwd(&residual.contiguous()?, gamma_beta, &AddLayerNorm { eps: eps as f32 });
-    }
     let gamma = gamma_beta.get(0)?;
     let beta = gamma_beta.get(1)?;
     candle_nn::ops::layer_norm(&(xs + residual)?.contiguous()?, &gamma, &beta, eps as f32)
@@ -41,17 +32,9 @@ pub fn add_layer_norm(xs: &Tensor, residual: &Tensor, gamma_beta: &Tensor, eps: 
 
 /// Attention of each packed sequence over itself, from fused QKV rows `(tokens, 3 * hidden)`
 /// to `(tokens, hidden)`.
+/// One sequence at a time with candle's matmul and softmax.
 pub fn packed_attention(qkv: &Tensor, seq_lens: &[usize], heads: usize, head_dim: usize) -> Result<Tensor> {
     let scale = 1.0 / (head_dim as f64).sqrt();
-    if qkv.device().is_cpu() {
-        let op = PackedAttention { seq_lens: seq_lens.to_vec(), heads, head_dim, scale: scale as f32 };
-        return qkv.contiguous()?.apply_op1_no_bwd(&op);
-    }
-    attention_per_sequence(qkv, seq_lens, heads, head_dim, scale)
-}
-
-/// The device-generic path: one sequence at a time with candle's matmul and softmax.
-fn attention_per_sequence(qkv: &Tensor, seq_lens: &[usize], heads: usize, head_dim: usize, scale: f64) -> Result<Tensor> {
     let tokens: usize = seq_lens.iter().sum();
     let hidden = heads * head_dim;
     let split = qkv.reshape((tokens, 3, heads, head_dim))?;
@@ -69,86 +52,3 @@ fn attention_per_sequence(qkv: &Tensor, seq_lens: &[usize], heads: usize, head_d
     Tensor::cat(&contexts, 0)
 }
 
-fn cpu_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("{what}: expected f32, got {:?}", storage.dtype());
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("{what}: expected a contiguous tensor"),
-    }
-}
-
-struct LinearOp {
-    act: Option<Activation>,
-}
-
-impl CustomOp3 for LinearOp {
-    fn name(&self) -> &'static str {
-        "linear-bias-act"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, w, bias) = (cpu_f32(s1, l1, "linear x")?, cpu_f32(s2, l2, "linear w")?, cpu_f32(s3, l3, "linear bias")?);
-        let (rows, k) = l1.shape().dims2()?;
-        let (k2, n) = l2.shape().dims2()?;
-        if k != k2 || bias.len() != n {
-            candle_core::bail!("linear: shapes ({rows}, {k}) x ({k2}, {n}) + ({})", bias.len());
-        }
-        let mut out = vec![0.0f32; rows * n];
-        kernels::linear::linear_bias(x, rows, w, k, n, bias, rayon::current_num_threads(), &mut out);
-        match self.act {
-            None => {}
-            Some(Activation::GeluErf) => kernels::gelu::gelu_erf_inplace(&mut out),
-            Some(Activation::GeluTanh) => kernels::gelu::gelu_tanh_inplace(&mut out),
-            Some(Activation::Relu) => out.iter_mut().for_each(|v| *v = v.max(0.0)),
-        }
-        Ok((CpuStorage::F32(out), Shape::from((rows, n))))
-    }
-}
-
-struct AddLayerNorm {
-    eps: f32,
-}
-
-impl CustomOp3 for AddLayerNorm {
-    fn name(&self) -> &'static str {
-        "add-layer-norm"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, residual, gb) = (cpu_f32(s1, l1, "layer norm x")?, cpu_f32(s2, l2, "layer norm residual")?, cpu_f32(s3, l3, "layer norm weights")?);
-        let width = gb.len() / 2;
-        if l1.shape() != l2.shape() || l1.shape().dims().last() != Some(&width) {
-            candle_core::bail!("add-layer-norm: shapes {:?} + {:?} with width {width}", l1.shape(), l2.shape());
-        }
-        let mut out = vec![0.0f32; x.len()];
-        kernels::layernorm::add_layer_norm(x, residual, &gb[..width], &gb[width..], self.eps, &mut out);
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-}
-
-struct PackedAttention {
-    seq_lens: Vec<usize>,
-    heads: usize,
-    head_dim: usize,
-    scale: f32,
-}
-
-impl CustomOp1 for PackedAttention {
-    fn name(&self) -> &'static str {
-        "packed-attention"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let qkv = cpu_f32(storage, layout, "attention qkv")?;
-        let tokens: usize = self.seq_lens.iter().sum();
-        let hidden = self.heads * self.head_dim;
-        if layout.shape().dims2()? != (tokens, 3 * hidden) {
-            candle_core::bail!("packed-attention: qkv {:?}, expected ({tokens}, {})", layout.shape(), 3 * hidden);
-        }
-        let mut out = vec![0.0f32; tokens * hidden];
-        kernels::attention::packed_attention(qkv, &self.seq_lens, self.heads, self.head_dim, self.scale, &mut out);
-        Ok((CpuStorage::F32(out), Shape::from((tokens, hidden))))
-    }
-}

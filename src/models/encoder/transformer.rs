@@ -5,9 +5,16 @@
 //! Reference: HF transformers `modeling_bert.py`, `modeling_distilbert.py`,
 //! `modeling_roberta.py`. Weights are read under each family's own tensor names and
 //! pre-transposed once at load so that each product is `x @ w` on contiguous memory.
+//!
+//! Two paths compute the same function: on CPU, the fused `taskbench-kernels` encoder over
+//! raw buffers reused between batches; elsewhere (CUDA, Metal), candle ops. Both are tested
+//! against HF transformers.
+
+use std::sync::Mutex;
 
 use candle_core::{Device, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
+use taskbench_kernels::encoder as cpu;
 
 use super::config::{Activation, EncoderConfig, Family};
 use super::ops;
@@ -19,6 +26,10 @@ pub struct PackedBatch {
     pub position_ids: Tensor,
     /// Length of each sequence, in order; their sum is the number of rows.
     pub seq_lens: Vec<usize>,
+    /// The same ids as plain vectors, for the CPU kernels.
+    ids: Vec<u32>,
+    types: Vec<u32>,
+    positions: Vec<u32>,
 }
 
 /// How position ids are assigned.
@@ -65,10 +76,13 @@ impl PackedBatch {
             seq_lens.push(seq_ids.len());
         }
         Ok(Self {
-            input_ids: Tensor::from_vec(ids, total, device)?,
-            type_ids: Tensor::from_vec(types, total, device)?,
-            position_ids: Tensor::from_vec(positions, total, device)?,
+            input_ids: Tensor::new(ids.as_slice(), device)?,
+            type_ids: Tensor::new(types.as_slice(), device)?,
+            position_ids: Tensor::new(positions.as_slice(), device)?,
             seq_lens,
+            ids,
+            types,
+            positions,
         })
     }
 
@@ -117,6 +131,10 @@ impl Linear {
         Ok(Self { weight_t: weight.t()?.contiguous()?, bias })
     }
 
+    fn cpu_parts(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((self.weight_t.flatten_all()?.to_vec1()?, self.bias.to_vec1()?))
+    }
+
     /// The weight as HF stores it, `[out, in]`.
     pub fn weight(&self) -> Result<Tensor> {
         self.weight_t.t()?.contiguous()
@@ -150,6 +168,10 @@ impl LayerNorm {
     pub fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
         let gamma_beta = Tensor::stack(&[vb.get(size, "weight")?, vb.get(size, "bias")?], 0)?;
         Ok(Self { gamma_beta, eps })
+    }
+
+    fn cpu_parts(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((self.gamma_beta.get(0)?.to_vec1()?, self.gamma_beta.get(1)?.to_vec1()?))
     }
 
     /// `LayerNorm(xs + residual)`.
@@ -235,6 +257,25 @@ const DISTILBERT_NAMES: LayerNames = LayerNames {
 };
 
 impl Layer {
+    fn cpu_weights(&self) -> Result<cpu::LayerWeights> {
+        let (qkv_w, qkv_b) = self.qkv.cpu_parts()?;
+        let (out_w, out_b) = self.attn_out.cpu_parts()?;
+        let (ffn_in_w, ffn_in_b) = self.ffn_in.cpu_parts()?;
+        let (ffn_out_w, ffn_out_b) = self.ffn_out.cpu_parts()?;
+        Ok(cpu::LayerWeights {
+            qkv_w,
+            qkv_b,
+            out_w,
+            out_b,
+            attn_norm: self.attn_norm.cpu_parts()?,
+            ffn_in_w,
+            ffn_in_b,
+            ffn_out_w,
+            ffn_out_b,
+            ffn_norm: self.ffn_norm.cpu_parts()?,
+        })
+    }
+
     fn load(vb: &VarBuilder, cfg: &EncoderConfig, names: &LayerNames) -> Result<Self> {
         let (h, i, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
         Ok(Self {
@@ -269,6 +310,61 @@ pub struct Transformer {
     shape: AttentionShape,
     activation: Activation,
     positions: Positions,
+    /// The fused CPU path, present when the model lives on the CPU.
+    cpu: Option<CpuEncoder>,
+}
+
+/// Raw copies of the weights for the CPU kernels, and their reusable scratch space.
+struct CpuEncoder {
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
+    embed_norm: (Vec<f32>, Vec<f32>),
+    layers: Vec<cpu::LayerWeights>,
+    shape: cpu::Shape,
+    workspace: Mutex<cpu::Workspace>,
+}
+
+impl CpuEncoder {
+    fn new(embeddings: &Embeddings, layers: &[Layer], cfg: &EncoderConfig) -> Result<Self> {
+        Ok(Self {
+            word: embeddings.word.flatten_all()?.to_vec1()?,
+            position: embeddings.position.flatten_all()?.to_vec1()?,
+            token_type: match &embeddings.token_type {
+                Some(t) => t.flatten_all()?.to_vec1()?,
+                None => Vec::new(),
+            },
+            embed_norm: embeddings.norm.cpu_parts()?,
+            layers: layers.iter().map(Layer::cpu_weights).collect::<Result<_>>()?,
+            shape: cpu::Shape {
+                hidden: cfg.hidden_size,
+                heads: cfg.num_heads,
+                intermediate: cfg.intermediate_size,
+                eps: cfg.layer_norm_eps as f32,
+                activation: match cfg.activation {
+                    Activation::GeluErf => cpu::Activation::GeluErf,
+                    Activation::GeluTanh => cpu::Activation::GeluTanh,
+                    Activation::Relu => cpu::Activation::Relu,
+                },
+            },
+            workspace: Mutex::new(cpu::Workspace::default()),
+        })
+    }
+
+    fn forward(&self, batch: &PackedBatch, device: &Device) -> Result<Tensor> {
+        let tokens = batch.ids.len();
+        let h = self.shape.hidden;
+        let mut xs = vec![0.0f32; tokens * h];
+        cpu::embed(&batch.ids, &batch.positions, &batch.types, &self.word, &self.position, &self.token_type, &self.embed_norm, self.shape.eps, &mut xs);
+        // A poisoned lock only means another batch panicked mid-way; the buffers are
+        // scratch and fully rewritten, so they are safe to reuse.
+        let mut workspace = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
+        let threads = rayon::current_num_threads();
+        for layer in &self.layers {
+            cpu::layer_forward(&mut xs, &batch.seq_lens, layer, &self.shape, &mut workspace, threads);
+        }
+        Tensor::from_vec(xs, (tokens, h), device)
+    }
 }
 
 impl Transformer {
@@ -281,9 +377,15 @@ impl Transformer {
         let layers = (0..cfg.num_layers)
             .map(|i| Layer::load(&layers_vb.pp(i), cfg, names))
             .collect::<Result<Vec<_>>>()?;
+        let embeddings = Embeddings::load(&vb.pp("embeddings"), cfg)?;
+        let cpu = match vb.device() {
+            Device::Cpu => Some(CpuEncoder::new(&embeddings, &layers, cfg)?),
+            _ => None,
+        };
         Ok(Self {
-            embeddings: Embeddings::load(&vb.pp("embeddings"), cfg)?,
+            embeddings,
             layers,
+            cpu,
             shape: AttentionShape { heads: cfg.num_heads, head_dim: cfg.head_dim() },
             activation: cfg.activation,
             positions: match cfg.family {
@@ -297,8 +399,16 @@ impl Transformer {
         self.positions
     }
 
+    /// Drops the fused CPU path so that the candle ops run on CPU too (to test them).
+    pub fn use_candle_ops(&mut self) {
+        self.cpu = None;
+    }
+
     /// Hidden states of every token, `(tokens, hidden)`.
     pub fn forward(&self, batch: &PackedBatch) -> Result<Tensor> {
+        if let Some(cpu) = &self.cpu {
+            return cpu.forward(batch, batch.input_ids.device());
+        }
         let mut xs = self.embeddings.forward(batch)?;
         for layer in &self.layers {
             xs = layer.forward(&xs, batch, &self.shape, self.activation)?;
