@@ -106,9 +106,29 @@ impl Head<'_> {
     }
 
     /// Scores of one query against all keys, `scale` applied, into `scores[..padded]`.
+    /// Four blocks of keys are scored together: four independent multiply-add chains keep
+    /// the FMA units busy where one chain would wait on each result.
     #[inline(always)]
     fn score(&self, q: &[f32], keys_t: &[f32], padded: usize, scores: &mut [f32]) {
-        for block in (0..padded).step_by(BLOCK) {
+        let mut block = 0;
+        while block + 4 * BLOCK <= padded {
+            let mut acc = [[0.0f32; BLOCK]; 4];
+            for (j, qj) in q.iter().enumerate() {
+                let keys = &keys_t[j * padded + block..j * padded + block + 4 * BLOCK];
+                for (b, acc) in acc.iter_mut().enumerate() {
+                    for (a, k) in acc.iter_mut().zip(&keys[b * BLOCK..(b + 1) * BLOCK]) {
+                        *a = qj.mul_add(*k, *a);
+                    }
+                }
+            }
+            for (b, acc) in acc.iter().enumerate() {
+                for (s, a) in scores[block + b * BLOCK..block + (b + 1) * BLOCK].iter_mut().zip(acc) {
+                    *s = a * self.scale;
+                }
+            }
+            block += 4 * BLOCK;
+        }
+        while block < padded {
             let mut acc = [0.0f32; BLOCK];
             for (j, qj) in q.iter().enumerate() {
                 let keys = &keys_t[j * padded + block..j * padded + block + BLOCK];
@@ -119,6 +139,7 @@ impl Head<'_> {
             for (s, a) in scores[block..block + BLOCK].iter_mut().zip(acc) {
                 *s = a * self.scale;
             }
+            block += BLOCK;
         }
     }
 
@@ -129,14 +150,24 @@ impl Head<'_> {
         for (i, ctx) in context.chunks_exact_mut(D).enumerate() {
             self.score(self.row(i, 0, D), &keys_t, padded, &mut scores);
             let inv = softmax_in_place(&mut scores[..self.len]);
-            let mut acc = [0.0f32; D];
-            for (p, v) in scores[..self.len].iter().zip(values.chunks_exact(D)) {
-                for (a, x) in acc.iter_mut().zip(v) {
-                    *a = p.mul_add(*x, *a);
+            // Even and odd keys in separate accumulators: two chains per output register.
+            let mut even = [0.0f32; D];
+            let mut odd = [0.0f32; D];
+            let mut pairs = scores[..self.len].chunks_exact(2).zip(values.chunks_exact(2 * D));
+            for (p, v) in &mut pairs {
+                for ((e, o), (x0, x1)) in even.iter_mut().zip(odd.iter_mut()).zip(v[..D].iter().zip(&v[D..])) {
+                    *e = p[0].mul_add(*x0, *e);
+                    *o = p[1].mul_add(*x1, *o);
                 }
             }
-            for (c, a) in ctx.iter_mut().zip(acc) {
-                *c = a * inv;
+            if self.len % 2 == 1 {
+                let last = self.len - 1;
+                for (e, x) in even.iter_mut().zip(&values[last * D..]) {
+                    *e = scores[last].mul_add(*x, *e);
+                }
+            }
+            for ((c, e), o) in ctx.iter_mut().zip(even).zip(odd) {
+                *c = (e + o) * inv;
             }
         }
     }

@@ -21,8 +21,41 @@ pub fn linear_bias(x: &[f32], rows: usize, w: &[f32], k: usize, n: usize, bias: 
     accumulate(x, rows, w, k, n, threads, out);
 }
 
-/// `out += x · w` (shapes as in [`linear_bias`]).
+/// `out += x · w`, with the output columns split between two threads when the product is
+/// large enough to pay for it but has too few rows for gemm's own split (which divides rows).
 fn accumulate(x: &[f32], rows: usize, w: &[f32], k: usize, n: usize, threads: usize, out: &mut [f32]) {
+    if threads >= 2 && rows < 256 && rows * k * n >= PARALLEL_MIN_MACS && n >= 64 {
+        let half = (n / 2).next_multiple_of(16).min(n);
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        let run = |col: usize, cols: usize| {
+            // SAFETY: the two calls write disjoint column ranges of `out`.
+            unsafe { gemm_cols(x, rows, w, k, n, col, cols, out_ptr.get()) }
+        };
+        rayon::join(|| run(0, half), || run(half, n - half));
+        return;
+    }
+    accumulate_gemm(x, rows, w, k, n, threads, out)
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only for the disjoint column writes in `accumulate`.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `out[:, col..col+cols] += x · w[:, col..col+cols]`, single-threaded.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_cols(x: &[f32], rows: usize, w: &[f32], k: usize, n: usize, col: usize, cols: usize, out: *mut f32) {
+    gemm(rows, cols, k, out.add(col), 1, n as isize, true, x.as_ptr(), 1, k as isize, w.as_ptr().add(col), 1, n as isize, 1.0, 1.0, false, false, false, Parallelism::None);
+}
+
+/// `out += x · w` (shapes as in [`linear_bias`]).
+fn accumulate_gemm(x: &[f32], rows: usize, w: &[f32], k: usize, n: usize, threads: usize, out: &mut [f32]) {
     let parallelism = if threads > 1 && rows * k * n >= PARALLEL_MIN_MACS { Parallelism::Rayon(threads) } else { Parallelism::None };
     // SAFETY: the pointers cover `rows x k`, `k x n` and `rows x n` row-major matrices as
     // asserted above; `out` does not alias the inputs (it is a distinct `&mut`).
