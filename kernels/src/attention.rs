@@ -1,8 +1,11 @@
 //! Self-attention over packed sequences (no padding, no mask): each sequence attends only to
-//! its own tokens. Reads the fused QKV rows `(tokens, 3 * heads * d)` as the projection wrote
-//! them and writes the context `(tokens, heads * d)`, so there are no transposes or copies
-//! around it. Work is split over (sequence, head) pairs on rayon's pool.
+//! its own tokens. Reads Q, K and V in place from the fused QKV rows
+//! `(tokens, 3 * heads * d)` as the projection wrote them (gemm takes strides, so nothing is
+//! gathered or transposed) and writes each head's context straight into its columns of
+//! `(tokens, heads * d)`. Work is split over (sequence, head) pairs on rayon's pool; each is
+//! two small single-threaded products around a row softmax.
 
+use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 /// `qkv`: `tokens x 3*heads*d` (all Q heads, then all K, then all V); `seq_lens` sum to
@@ -20,16 +23,11 @@ pub fn packed_attention(qkv: &[f32], seq_lens: &[usize], heads: usize, d: usize,
     let out_ptr = SharedOut(out.as_mut_ptr());
     let tasks: Vec<(usize, usize)> = (0..seq_lens.len()).flat_map(|s| (0..heads).map(move |h| (s, h))).collect();
     let run = |&(s, h): &(usize, usize)| {
-        let (start, len) = (starts[s], seq_lens[s]);
-        let mut context = vec![0.0f32; len * d];
-        head_attention(qkv, start, len, h, heads, d, scale, &mut context);
-        for (i, row) in context.chunks_exact(d).enumerate() {
-            let at = (start + i) * hidden + h * d;
-            // SAFETY: each (sequence, head) task writes the `d` columns of head `h` in the
-            // rows of sequence `s` only; tasks are distinct pairs, so writes never overlap,
-            // and `out` outlives the parallel loop.
-            unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), out_ptr.get().add(at), d) };
-        }
+        let task = Task { qkv, start: starts[s], len: seq_lens[s], h, d, hidden, scale };
+        // SAFETY: each (sequence, head) task writes the `d` columns of head `h` in the rows
+        // of sequence `s` only; tasks are distinct pairs, so writes never overlap, and `out`
+        // outlives the loop.
+        unsafe { task.run(out_ptr.get()) }
     };
     let total_work: usize = seq_lens.iter().map(|l| l * l).sum::<usize>() * heads * d;
     if total_work < 1 << 16 || rayon::current_num_threads() == 1 {
@@ -51,156 +49,59 @@ impl SharedOut {
     }
 }
 
-crate::multiversion! {
-    #[allow(clippy::too_many_arguments)]
-    fn head_attention(qkv: &[f32], start: usize, len: usize, h: usize, heads: usize, d: usize, scale: f32, context: &mut [f32]) => head_dispatch
-}
-
-/// Picks a version compiled for the head size, so that a query's context row and a block of
-/// scores stay in registers; other sizes take the general loop.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn head_dispatch(qkv: &[f32], start: usize, len: usize, h: usize, heads: usize, d: usize, scale: f32, context: &mut [f32]) {
-    let head = Head { qkv, start, len, h, hidden: heads * d, scale };
-    match d {
-        32 => head.run::<32>(context),
-        64 => head.run::<64>(context),
-        16 => head.run::<16>(context),
-        _ => head.run_any(d, context),
-    }
-}
-
-/// Keys are scored 16 at a time: one vector register of scores per block.
-const BLOCK: usize = 16;
-
-struct Head<'a> {
+/// One head of one sequence.
+struct Task<'a> {
     qkv: &'a [f32],
     start: usize,
     len: usize,
     h: usize,
+    d: usize,
     hidden: usize,
     scale: f32,
 }
 
-impl Head<'_> {
-    #[inline(always)]
-    fn row(&self, t: usize, part: usize, d: usize) -> &[f32] {
-        let at = (self.start + t) * 3 * self.hidden + part * self.hidden + self.h * d;
-        &self.qkv[at..at + d]
+impl Task<'_> {
+    /// Pointer to row `t`'s part (0 = Q, 1 = K, 2 = V) for this head.
+    fn part(&self, part: usize) -> *const f32 {
+        let at = self.start * 3 * self.hidden + part * self.hidden + self.h * self.d;
+        self.qkv[at..].as_ptr()
     }
 
-    /// K transposed to `d x padded_len` (padding keys are zero and never read back), and V
-    /// gathered to `len x d`, so every access below is contiguous.
-    #[inline(always)]
-    fn gather(&self, d: usize) -> (Vec<f32>, Vec<f32>, usize) {
-        let padded = self.len.div_ceil(BLOCK) * BLOCK;
-        let mut keys_t = vec![0.0f32; d * padded];
-        let mut values = Vec::with_capacity(self.len * d);
-        for t in 0..self.len {
-            for (j, k) in self.row(t, 1, d).iter().enumerate() {
-                keys_t[j * padded + t] = *k;
-            }
-            values.extend_from_slice(self.row(t, 2, d));
+    /// # Safety
+    /// `out` must point to a `tokens x hidden` buffer that no other thread writes in this
+    /// task's rows and columns.
+    unsafe fn run(&self, out: *mut f32) {
+        let (len, d, row_stride) = (self.len, self.d, 3 * self.hidden as isize);
+        if len == 0 {
+            return;
         }
-        (keys_t, values, padded)
-    }
-
-    /// Scores of one query against all keys, `scale` applied, into `scores[..padded]`.
-    /// Four blocks of keys are scored together: four independent multiply-add chains keep
-    /// the FMA units busy where one chain would wait on each result.
-    #[inline(always)]
-    fn score(&self, q: &[f32], keys_t: &[f32], padded: usize, scores: &mut [f32]) {
-        let mut block = 0;
-        while block + 4 * BLOCK <= padded {
-            let mut acc = [[0.0f32; BLOCK]; 4];
-            for (j, qj) in q.iter().enumerate() {
-                let keys = &keys_t[j * padded + block..j * padded + block + 4 * BLOCK];
-                for (b, acc) in acc.iter_mut().enumerate() {
-                    for (a, k) in acc.iter_mut().zip(&keys[b * BLOCK..(b + 1) * BLOCK]) {
-                        *a = qj.mul_add(*k, *a);
-                    }
-                }
-            }
-            for (b, acc) in acc.iter().enumerate() {
-                for (s, a) in scores[block + b * BLOCK..block + (b + 1) * BLOCK].iter_mut().zip(acc) {
-                    *s = a * self.scale;
-                }
-            }
-            block += 4 * BLOCK;
-        }
-        while block < padded {
-            let mut acc = [0.0f32; BLOCK];
-            for (j, qj) in q.iter().enumerate() {
-                let keys = &keys_t[j * padded + block..j * padded + block + BLOCK];
-                for (a, k) in acc.iter_mut().zip(keys) {
-                    *a = qj.mul_add(*k, *a);
-                }
-            }
-            for (s, a) in scores[block..block + BLOCK].iter_mut().zip(acc) {
-                *s = a * self.scale;
-            }
-            block += BLOCK;
-        }
-    }
-
-    #[inline(always)]
-    fn run<const D: usize>(&self, context: &mut [f32]) {
-        let (keys_t, values, padded) = self.gather(D);
-        let mut scores = vec![0.0f32; padded];
-        for (i, ctx) in context.chunks_exact_mut(D).enumerate() {
-            self.score(self.row(i, 0, D), &keys_t, padded, &mut scores);
-            let inv = softmax_in_place(&mut scores[..self.len]);
-            // Even and odd keys in separate accumulators: two chains per output register.
-            let mut even = [0.0f32; D];
-            let mut odd = [0.0f32; D];
-            let mut pairs = scores[..self.len].chunks_exact(2).zip(values.chunks_exact(2 * D));
-            for (p, v) in &mut pairs {
-                for ((e, o), (x0, x1)) in even.iter_mut().zip(odd.iter_mut()).zip(v[..D].iter().zip(&v[D..])) {
-                    *e = p[0].mul_add(*x0, *e);
-                    *o = p[1].mul_add(*x1, *o);
-                }
-            }
-            if self.len % 2 == 1 {
-                let last = self.len - 1;
-                for (e, x) in even.iter_mut().zip(&values[last * D..]) {
-                    *e = scores[last].mul_add(*x, *e);
-                }
-            }
-            for ((c, e), o) in ctx.iter_mut().zip(even).zip(odd) {
-                *c = (e + o) * inv;
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn run_any(&self, d: usize, context: &mut [f32]) {
-        let (keys_t, values, padded) = self.gather(d);
-        let mut scores = vec![0.0f32; padded];
-        for (i, ctx) in context.chunks_exact_mut(d).enumerate() {
-            self.score(self.row(i, 0, d), &keys_t, padded, &mut scores);
-            let inv = softmax_in_place(&mut scores[..self.len]);
-            ctx.fill(0.0);
-            for (p, v) in scores[..self.len].iter().zip(values.chunks_exact(d)) {
-                for (c, x) in ctx.iter_mut().zip(v) {
-                    *c = p.mul_add(*x, *c);
-                }
-            }
-            for c in ctx.iter_mut() {
-                *c *= inv;
-            }
-        }
+        let mut scores = vec![0.0f32; len * len];
+        // scores = scale * Q K^T: K^T[j][t] is K[t][j], so its column stride is the row stride.
+        gemm(len, len, d, scores.as_mut_ptr(), 1, len as isize, false, self.part(0), 1, row_stride, self.part(1), row_stride, 1, 0.0, self.scale, false, false, false, Parallelism::None);
+        softmax_rows(&mut scores, len);
+        // context = P V, written into this head's columns of the output rows.
+        let dst = out.add(self.start * self.hidden + self.h * d);
+        gemm(len, d, len, dst, 1, self.hidden as isize, false, scores.as_ptr(), 1, len as isize, self.part(2), 1, row_stride, 0.0, 1.0, false, false, false, Parallelism::None);
     }
 }
 
-/// Replaces scores by `exp(score - max)` and returns `1 / sum`, the normalisation the caller
-/// applies once to the weighted sum instead of to every weight.
+crate::multiversion! {
+    /// Each row of `scores` (`rows x width`) replaced by its softmax.
+    fn softmax_rows(scores: &mut [f32], width: usize) => softmax_body
+}
+
 #[inline(always)]
-fn softmax_in_place(scores: &mut [f32]) -> f32 {
-    let max = crate::lanes::max(scores);
-    for s in scores.iter_mut() {
-        *s = crate::exp::exp_f32(*s - max);
+fn softmax_body(scores: &mut [f32], width: usize) {
+    for row in scores.chunks_exact_mut(width) {
+        let max = crate::lanes::max(row);
+        for s in row.iter_mut() {
+            *s = crate::exp::exp_f32(*s - max);
+        }
+        let inv = 1.0 / crate::lanes::sum_by(row, |s| s);
+        for s in row.iter_mut() {
+            *s *= inv;
+        }
     }
-    1.0 / crate::lanes::sum_by(scores, |s| s)
 }
 
 /// The reference: the textbook computation in f64, one head of one sequence at a time.

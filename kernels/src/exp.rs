@@ -8,8 +8,12 @@
 pub fn exp_f32(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding 1.5 * 2^23 rounds to the nearest integer and leaves it in the low mantissa
+    // bits: integer work on the bits, no float-to-int conversion (which does not vectorise).
+    const SHIFTER: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E).round();
+    let shifted = x.mul_add(std::f32::consts::LOG2_E, SHIFTER);
+    let n = shifted - SHIFTER;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     // Taylor coefficients of e^r to degree 6 (the remainder is below 3e-8 for |r| <= 0.35).
     let mut p = 1.0 / 720.0f32;
@@ -19,7 +23,8 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p.mul_add(r, 0.5);
     p = p.mul_add(r, 1.0);
     p = p.mul_add(r, 1.0);
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let exponent = shifted.to_bits().wrapping_sub(SHIFTER.to_bits()).wrapping_add(127);
+    let scale = f32::from_bits(exponent << 23);
     p * scale
 }
 

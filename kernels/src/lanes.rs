@@ -24,7 +24,8 @@ pub fn max(xs: &[f32]) -> f32 {
     let mut chunks = xs.chunks_exact(LANES);
     for chunk in &mut chunks {
         for (a, x) in acc.iter_mut().zip(chunk) {
-            *a = a.max(*x);
+            // Not `f32::max`: its NaN handling keeps LLVM from using a vector max.
+            *a = if *x > *a { *x } else { *a };
         }
     }
     chunks.remainder().iter().chain(acc.iter()).copied().fold(f32::NEG_INFINITY, f32::max)
