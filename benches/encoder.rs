@@ -16,7 +16,10 @@ use taskbench::models::TokenizedText;
 use taskbench::runtime::batching::token_budget_batches;
 
 fn encoder() -> Encoder {
-    let threads = std::env::var("TASKBENCH_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
+    let threads = std::env::var("TASKBENCH_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2);
     taskbench::runtime::configure_threads(Some(threads));
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
     Encoder::load(&dir, "all-MiniLM-L6-v2", &Device::Cpu).expect("run `make models` first")
@@ -26,7 +29,9 @@ fn encoder() -> Encoder {
 fn synthetic(batch: usize, len: usize) -> Vec<TokenizedText> {
     (0..batch)
         .map(|b| TokenizedText {
-            ids: (0..len as u32).map(|i| 1000 + (i * 31 + b as u32 * 7) % 20000).collect(),
+            ids: (0..len as u32)
+                .map(|i| 1000 + (i * 31 + b as u32 * 7) % 20000)
+                .collect(),
             type_ids: vec![0; len],
             truncated_from: None,
         })
@@ -35,7 +40,12 @@ fn synthetic(batch: usize, len: usize) -> Vec<TokenizedText> {
 
 fn claims_test() -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/claims/test.csv");
-    data::load(&path, &LoadOptions::default()).expect("claims test split").examples.into_iter().map(|e| e.text).collect()
+    data::load(&path, &LoadOptions::default())
+        .expect("claims test split")
+        .examples
+        .into_iter()
+        .map(|e| e.text)
+        .collect()
 }
 
 fn forward(c: &mut Criterion) {
@@ -45,9 +55,11 @@ fn forward(c: &mut Criterion) {
         let items = synthetic(batch, len);
         let refs: Vec<&TokenizedText> = items.iter().collect();
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(format!("b{batch}xs{len}")), &refs, |b, refs| {
-            b.iter(|| model.features_with(refs, Pooling::Mean, true).unwrap())
-        });
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("b{batch}xs{len}")),
+            &refs,
+            |b, refs| b.iter(|| model.features_with(refs, Pooling::Mean, true).unwrap()),
+        );
     }
     group.finish();
 }
@@ -74,7 +86,8 @@ fn offline_pass(c: &mut Criterion) {
             let tokenized = model.encode(&refs).unwrap();
             let lengths: Vec<usize> = tokenized.iter().map(TokenizedText::len).collect();
             for batch in token_budget_batches(&lengths, 8192, 64) {
-                let items: Vec<&TokenizedText> = batch.indices.iter().map(|&i| &tokenized[i]).collect();
+                let items: Vec<&TokenizedText> =
+                    batch.indices.iter().map(|&i| &tokenized[i]).collect();
                 model.features_with(&items, Pooling::Mean, true).unwrap();
             }
         })

@@ -13,7 +13,11 @@ use crate::runtime::{configure_threads, DeviceSpec};
 use crate::train::softmax::FitOptions;
 
 #[derive(Parser)]
-#[command(name = "taskbench", version, about = "Does a small fine-tuned model beat a frontier API on your task, and what does each cost?")]
+#[command(
+    name = "taskbench",
+    version,
+    about = "Does a small fine-tuned model beat a frontier API on your task, and what does each cost?"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +46,12 @@ struct DataArgs {
 
 impl DataArgs {
     fn load_options(&self) -> LoadOptions {
-        LoadOptions { text_col: self.text_col.clone(), label_col: self.label_col.clone(), id_col: self.id_col.clone(), ..Default::default() }
+        LoadOptions {
+            text_col: self.text_col.clone(),
+            label_col: self.label_col.clone(),
+            id_col: self.id_col.clone(),
+            ..Default::default()
+        }
     }
 }
 
@@ -181,7 +190,11 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<i32> {
         Some(out) => {
             let results = report::results::write_results(out, &outcome.results)?;
             let predictions = report::predictions::write_predictions(out, &outcome.predictions)?;
-            Some(format!("wrote {} and {}\n", results.display(), predictions.display()))
+            Some(format!(
+                "wrote {} and {}\n",
+                results.display(),
+                predictions.display()
+            ))
         }
         None => None,
     };
@@ -205,7 +218,12 @@ fn run_train(args: TrainArgs) -> anyhow::Result<i32> {
         threads,
         max_batch_tokens: args.runtime.max_batch_tokens as usize,
         seed: args.runtime.seed,
-        fit: FitOptions { weight_decay: args.weight_decay, learning_rate: args.lr, max_steps: args.max_steps as usize, ..Default::default() },
+        fit: FitOptions {
+            weight_decay: args.weight_decay,
+            learning_rate: args.lr,
+            max_steps: args.max_steps as usize,
+            ..Default::default()
+        },
         progress: !args.runtime.quiet,
     };
     let record = head_only(&opts)?;
@@ -221,7 +239,11 @@ fn run_train(args: TrainArgs) -> anyhow::Result<i32> {
         record.fit_report.train_accuracy,
         record.eval.as_ref().map(|e| format!(", accuracy on {} {:.3}", e.path, e.accuracy)).unwrap_or_default()
     ));
-    print_stdout(&format!("wrote {} ({})\n", opts.out.display(), record.output_layout));
+    print_stdout(&format!(
+        "wrote {} ({})\n",
+        opts.out.display(),
+        record.output_layout
+    ));
     Ok(0)
 }
 
@@ -230,7 +252,11 @@ fn run_train(args: TrainArgs) -> anyhow::Result<i32> {
 fn print_stdout(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    if out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err() {
+    if out
+        .write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .is_err()
+    {
         std::process::exit(0);
     }
 }

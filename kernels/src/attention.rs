@@ -10,7 +10,14 @@ use rayon::prelude::*;
 
 /// `qkv`: `tokens x 3*heads*d` (all Q heads, then all K, then all V); `seq_lens` sum to
 /// `tokens`; `out`: `tokens x heads*d`.
-pub fn packed_attention(qkv: &[f32], seq_lens: &[usize], heads: usize, d: usize, scale: f32, out: &mut [f32]) {
+pub fn packed_attention(
+    qkv: &[f32],
+    seq_lens: &[usize],
+    heads: usize,
+    d: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
     let hidden = heads * d;
     let tokens: usize = seq_lens.iter().sum();
     assert!(qkv.len() == tokens * 3 * hidden && out.len() == tokens * hidden);
@@ -20,10 +27,20 @@ pub fn packed_attention(qkv: &[f32], seq_lens: &[usize], heads: usize, d: usize,
         starts.push(start);
         start += len;
     }
-    let out_ptr = SharedOut(out.as_mut_ptr());
-    let tasks: Vec<(usize, usize)> = (0..seq_lens.len()).flat_map(|s| (0..heads).map(move |h| (s, h))).collect();
+    let out_ptr = crate::DisjointWrites(out.as_mut_ptr());
+    let tasks: Vec<(usize, usize)> = (0..seq_lens.len())
+        .flat_map(|s| (0..heads).map(move |h| (s, h)))
+        .collect();
     let run = |&(s, h): &(usize, usize)| {
-        let task = Task { qkv, start: starts[s], len: seq_lens[s], h, d, hidden, scale };
+        let task = Task {
+            qkv,
+            start: starts[s],
+            len: seq_lens[s],
+            h,
+            d,
+            hidden,
+            scale,
+        };
         // SAFETY: each (sequence, head) task writes the `d` columns of head `h` in the rows
         // of sequence `s` only; tasks are distinct pairs, so writes never overlap, and `out`
         // outlives the loop.
@@ -34,18 +51,6 @@ pub fn packed_attention(qkv: &[f32], seq_lens: &[usize], heads: usize, d: usize,
         tasks.iter().for_each(run);
     } else {
         tasks.par_iter().for_each(run);
-    }
-}
-
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: used only for the disjoint writes described in `packed_attention`.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 
@@ -77,11 +82,51 @@ impl Task<'_> {
         }
         let mut scores = vec![0.0f32; len * len];
         // scores = scale * Q K^T: K^T[j][t] is K[t][j], so its column stride is the row stride.
-        gemm(len, len, d, scores.as_mut_ptr(), 1, len as isize, false, self.part(0), 1, row_stride, self.part(1), row_stride, 1, 0.0, self.scale, false, false, false, Parallelism::None);
+        gemm(
+            len,
+            len,
+            d,
+            scores.as_mut_ptr(),
+            1,
+            len as isize,
+            false,
+            self.part(0),
+            1,
+            row_stride,
+            self.part(1),
+            row_stride,
+            1,
+            0.0,
+            self.scale,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
         softmax_rows(&mut scores, len);
         // context = P V, written into this head's columns of the output rows.
         let dst = out.add(self.start * self.hidden + self.h * d);
-        gemm(len, d, len, dst, 1, self.hidden as isize, false, scores.as_ptr(), 1, len as isize, self.part(2), 1, row_stride, 0.0, 1.0, false, false, false, Parallelism::None);
+        gemm(
+            len,
+            d,
+            len,
+            dst,
+            1,
+            self.hidden as isize,
+            false,
+            scores.as_ptr(),
+            1,
+            len as isize,
+            self.part(2),
+            1,
+            row_stride,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
     }
 }
 
@@ -105,16 +150,28 @@ fn softmax_body(scores: &mut [f32], width: usize) {
 }
 
 /// The reference: the textbook computation in f64, one head of one sequence at a time.
-pub fn packed_attention_reference(qkv: &[f32], seq_lens: &[usize], heads: usize, d: usize, scale: f32) -> Vec<f32> {
+pub fn packed_attention_reference(
+    qkv: &[f32],
+    seq_lens: &[usize],
+    heads: usize,
+    d: usize,
+    scale: f32,
+) -> Vec<f32> {
     let hidden = heads * d;
     let tokens: usize = seq_lens.iter().sum();
     let mut out = vec![0.0f32; tokens * hidden];
     let mut start = 0;
     for &len in seq_lens {
         for h in 0..heads {
-            let get = |t: usize, part: usize, j: usize| qkv[(start + t) * 3 * hidden + part * hidden + h * d + j] as f64;
+            let get = |t: usize, part: usize, j: usize| {
+                qkv[(start + t) * 3 * hidden + part * hidden + h * d + j] as f64
+            };
             for i in 0..len {
-                let scores: Vec<f64> = (0..len).map(|t| (0..d).map(|j| get(i, 0, j) * get(t, 1, j)).sum::<f64>() * scale as f64).collect();
+                let scores: Vec<f64> = (0..len)
+                    .map(|t| {
+                        (0..d).map(|j| get(i, 0, j) * get(t, 1, j)).sum::<f64>() * scale as f64
+                    })
+                    .collect();
                 let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                 let sum: f64 = exps.iter().sum();
@@ -136,7 +193,11 @@ mod tests {
 
     #[test]
     fn matches_reference_on_ragged_batches() {
-        for (lens, heads, d) in [(vec![1usize], 1usize, 1usize), (vec![3, 1, 7], 2, 5), (vec![64, 17, 2, 40], 12, 32)] {
+        for (lens, heads, d) in [
+            (vec![1usize], 1usize, 1usize),
+            (vec![3, 1, 7], 2, 5),
+            (vec![64, 17, 2, 40], 12, 32),
+        ] {
             let tokens: usize = lens.iter().sum();
             let qkv = test_values(tokens * 3 * heads * d, 9, 2.0);
             let scale = 1.0 / (d as f32).sqrt();

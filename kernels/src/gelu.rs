@@ -127,14 +127,22 @@ mod tests {
     #[test]
     fn gelu_matches_reference_on_odd_sized_inputs() {
         for len in [0usize, 1, 7, 33, 1537] {
-            let mut xs: Vec<f32> = (0..len).map(|i| ((i * 7919 % 2001) as f32 - 1000.0) / 97.0).collect();
+            let mut xs: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919 % 2001) as f32 - 1000.0) / 97.0)
+                .collect();
             let expected: Vec<f32> = xs.iter().map(|&x| gelu_erf_reference(x)).collect();
             let mut portable = xs.clone();
             gelu_erf_inplace(&mut xs);
             gelu_erf_scalar(&mut portable);
             for ((got, port), want) in xs.iter().zip(&portable).zip(&expected) {
-                assert!((got - want).abs() <= 2e-6 * want.abs().max(1.0), "{got} vs {want}");
-                assert!((port - want).abs() <= 2e-6 * want.abs().max(1.0), "{port} vs {want}");
+                assert!(
+                    (got - want).abs() <= 2e-6 * want.abs().max(1.0),
+                    "{got} vs {want}"
+                );
+                assert!(
+                    (port - want).abs() <= 2e-6 * want.abs().max(1.0),
+                    "{port} vs {want}"
+                );
             }
         }
     }

@@ -28,7 +28,12 @@ pub fn max(xs: &[f32]) -> f32 {
             *a = if *x > *a { *x } else { *a };
         }
     }
-    chunks.remainder().iter().chain(acc.iter()).copied().fold(f32::NEG_INFINITY, f32::max)
+    chunks
+        .remainder()
+        .iter()
+        .chain(acc.iter())
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max)
 }
 
 #[cfg(test)]
@@ -41,7 +46,10 @@ mod tests {
             let xs = crate::test_values(len, len as u64, 5.0);
             let plain_sum: f32 = xs.iter().map(|x| x * x).sum();
             assert!((sum_by(&xs, |x| x * x) - plain_sum).abs() <= 1e-4 * plain_sum.max(1.0));
-            assert_eq!(max(&xs), xs.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+            assert_eq!(
+                max(&xs),
+                xs.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+            );
         }
     }
 }

@@ -3,9 +3,22 @@
 //! re-reading the sum, and the separate mean/variance passes candle makes.
 
 /// `x`, `residual` and `out` hold `rows * width` values; `gamma` and `beta` hold `width`.
-pub fn add_layer_norm(x: &[f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
+pub fn add_layer_norm(
+    x: &[f32],
+    residual: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    out: &mut [f32],
+) {
     let width = gamma.len();
-    assert!(width > 0 && beta.len() == width && x.len() == residual.len() && x.len() == out.len() && x.len() % width == 0);
+    assert!(
+        width > 0
+            && beta.len() == width
+            && x.len() == residual.len()
+            && x.len() == out.len()
+            && x.len().is_multiple_of(width)
+    );
     add_layer_norm_rows(x, residual, gamma, beta, eps, out);
 }
 
@@ -16,7 +29,11 @@ crate::multiversion! {
 #[inline(always)]
 fn rows_body(x: &[f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
     let width = gamma.len();
-    for ((xr, rr), or) in x.chunks_exact(width).zip(residual.chunks_exact(width)).zip(out.chunks_exact_mut(width)) {
+    for ((xr, rr), or) in x
+        .chunks_exact(width)
+        .zip(residual.chunks_exact(width))
+        .zip(out.chunks_exact_mut(width))
+    {
         for ((o, a), b) in or.iter_mut().zip(xr).zip(rr) {
             *o = a + b;
         }
@@ -27,7 +44,9 @@ fn rows_body(x: &[f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32,
 /// In place: `x = LayerNorm(x + delta) * gamma + beta`, row by row.
 pub fn add_layer_norm_inplace(x: &mut [f32], delta: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let width = gamma.len();
-    assert!(width > 0 && beta.len() == width && x.len() == delta.len() && x.len() % width == 0);
+    assert!(
+        width > 0 && beta.len() == width && x.len() == delta.len() && x.len().is_multiple_of(width)
+    );
     inplace_rows(x, delta, gamma, beta, eps);
 }
 
@@ -58,15 +77,30 @@ fn normalize_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 }
 
 /// The reference: the same arithmetic in f64.
-pub fn add_layer_norm_reference(x: &[f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
+pub fn add_layer_norm_reference(
+    x: &[f32],
+    residual: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) -> Vec<f32> {
     let width = gamma.len();
     let mut out = Vec::with_capacity(x.len());
     for (xr, rr) in x.chunks_exact(width).zip(residual.chunks_exact(width)) {
-        let s: Vec<f64> = xr.iter().zip(rr).map(|(a, b)| *a as f64 + *b as f64).collect();
+        let s: Vec<f64> = xr
+            .iter()
+            .zip(rr)
+            .map(|(a, b)| *a as f64 + *b as f64)
+            .collect();
         let mean = s.iter().sum::<f64>() / width as f64;
         let var = s.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / width as f64;
         let inv = 1.0 / (var + eps as f64).sqrt();
-        out.extend(s.iter().zip(gamma).zip(beta).map(|((v, g), b)| ((v - mean) * inv * *g as f64 + *b as f64) as f32));
+        out.extend(
+            s.iter()
+                .zip(gamma)
+                .zip(beta)
+                .map(|((v, g), b)| ((v - mean) * inv * *g as f64 + *b as f64) as f32),
+        );
     }
     out
 }
@@ -89,8 +123,14 @@ mod tests {
             let mut inplace = x.clone();
             add_layer_norm_inplace(&mut inplace, &r, &g, &b, 1e-12);
             for ((o, i), w) in out.iter().zip(&inplace).zip(&want) {
-                assert!((o - w).abs() < 2e-5, "{o} vs {w} (rows {rows}, width {width})");
-                assert!((i - w).abs() < 2e-5, "in place: {i} vs {w} (rows {rows}, width {width})");
+                assert!(
+                    (o - w).abs() < 2e-5,
+                    "{o} vs {w} (rows {rows}, width {width})"
+                );
+                assert!(
+                    (i - w).abs() < 2e-5,
+                    "in place: {i} vs {w} (rows {rows}, width {width})"
+                );
             }
         }
     }

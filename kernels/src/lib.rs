@@ -71,18 +71,40 @@ pub fn has_avx2_fma() -> bool {
     {
         use std::sync::OnceLock;
         static YES: OnceLock<bool> = OnceLock::new();
-        *YES.get_or_init(|| std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
+        *YES.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
 
+/// A raw pointer to an output buffer shared by parallel tasks that each write a disjoint part
+/// of it (distinct columns or rows); the task code states which part, where it writes.
+#[derive(Clone, Copy)]
+pub(crate) struct DisjointWrites(pub(crate) *mut f32);
+
+// SAFETY: only ever used for writes to disjoint regions, as each use site documents.
+unsafe impl Send for DisjointWrites {}
+unsafe impl Sync for DisjointWrites {}
+
+impl DisjointWrites {
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Deterministic pseudo-random values in [-scale, scale] for tests and benches.
 pub fn test_values(len: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
         })
         .collect()

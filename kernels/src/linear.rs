@@ -10,7 +10,17 @@ const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// `x`: `rows x k` row-major; `w`: `k x n` row-major (the transpose of PyTorch's `[n, k]`);
 /// `bias`: `n`; `out`: `rows x n`.
-pub fn linear_bias(x: &[f32], rows: usize, w: &[f32], k: usize, n: usize, bias: &[f32], threads: usize, out: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+pub fn linear_bias(
+    x: &[f32],
+    rows: usize,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    bias: &[f32],
+    threads: usize,
+    out: &mut [f32],
+) {
     assert!(x.len() == rows * k && w.len() == k * n && bias.len() == n && out.len() == rows * n);
     if rows == 0 {
         return;
@@ -23,10 +33,18 @@ pub fn linear_bias(x: &[f32], rows: usize, w: &[f32], k: usize, n: usize, bias: 
 
 /// `out += x · w`, with the output columns split between two threads when the product is
 /// large enough to pay for it but has too few rows for gemm's own split (which divides rows).
-fn accumulate(x: &[f32], rows: usize, w: &[f32], k: usize, n: usize, threads: usize, out: &mut [f32]) {
+fn accumulate(
+    x: &[f32],
+    rows: usize,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    threads: usize,
+    out: &mut [f32],
+) {
     if threads >= 2 && rows < 256 && rows * k * n >= PARALLEL_MIN_MACS && n >= 64 {
         let half = (n / 2).next_multiple_of(16).min(n);
-        let out_ptr = SendPtr(out.as_mut_ptr());
+        let out_ptr = crate::DisjointWrites(out.as_mut_ptr());
         let run = |col: usize, cols: usize| {
             // SAFETY: the two calls write disjoint column ranges of `out`.
             unsafe { gemm_cols(x, rows, w, k, n, col, cols, out_ptr.get()) }
@@ -37,26 +55,56 @@ fn accumulate(x: &[f32], rows: usize, w: &[f32], k: usize, n: usize, threads: us
     accumulate_gemm(x, rows, w, k, n, threads, out)
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: used only for the disjoint column writes in `accumulate`.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// `out[:, col..col+cols] += x · w[:, col..col+cols]`, single-threaded.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_cols(x: &[f32], rows: usize, w: &[f32], k: usize, n: usize, col: usize, cols: usize, out: *mut f32) {
-    gemm(rows, cols, k, out.add(col), 1, n as isize, true, x.as_ptr(), 1, k as isize, w.as_ptr().add(col), 1, n as isize, 1.0, 1.0, false, false, false, Parallelism::None);
+unsafe fn gemm_cols(
+    x: &[f32],
+    rows: usize,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    col: usize,
+    cols: usize,
+    out: *mut f32,
+) {
+    gemm(
+        rows,
+        cols,
+        k,
+        out.add(col),
+        1,
+        n as isize,
+        true,
+        x.as_ptr(),
+        1,
+        k as isize,
+        w.as_ptr().add(col),
+        1,
+        n as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
 }
 
 /// `out += x · w` (shapes as in [`linear_bias`]).
-fn accumulate_gemm(x: &[f32], rows: usize, w: &[f32], k: usize, n: usize, threads: usize, out: &mut [f32]) {
-    let parallelism = if threads > 1 && rows * k * n >= PARALLEL_MIN_MACS { Parallelism::Rayon(threads) } else { Parallelism::None };
+fn accumulate_gemm(
+    x: &[f32],
+    rows: usize,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    threads: usize,
+    out: &mut [f32],
+) {
+    let parallelism = if threads > 1 && rows * k * n >= PARALLEL_MIN_MACS {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
     // SAFETY: the pointers cover `rows x k`, `k x n` and `rows x n` row-major matrices as
     // asserted above; `out` does not alias the inputs (it is a distinct `&mut`).
     unsafe {
@@ -85,7 +133,14 @@ fn accumulate_gemm(x: &[f32], rows: usize, w: &[f32], k: usize, n: usize, thread
 }
 
 /// The reference: triple loop in f64.
-pub fn linear_bias_reference(x: &[f32], rows: usize, w: &[f32], k: usize, n: usize, bias: &[f32]) -> Vec<f32> {
+pub fn linear_bias_reference(
+    x: &[f32],
+    rows: usize,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    bias: &[f32],
+) -> Vec<f32> {
     let mut out = vec![0.0f32; rows * n];
     for r in 0..rows {
         for c in 0..n {
@@ -106,7 +161,12 @@ mod tests {
 
     #[test]
     fn matches_reference_on_odd_shapes_single_and_multi_threaded() {
-        for (rows, k, n) in [(1usize, 1usize, 1usize), (3, 5, 7), (17, 33, 65), (64, 384, 1536)] {
+        for (rows, k, n) in [
+            (1usize, 1usize, 1usize),
+            (3, 5, 7),
+            (17, 33, 65),
+            (64, 384, 1536),
+        ] {
             let x = test_values(rows * k, 1, 1.0);
             let w = test_values(k * n, 2, 1.0);
             let b = test_values(n, 3, 1.0);
@@ -115,7 +175,10 @@ mod tests {
                 let mut out = vec![f32::NAN; rows * n];
                 linear_bias(&x, rows, &w, k, n, &b, threads, &mut out);
                 for (o, e) in out.iter().zip(&want) {
-                    assert!((o - e).abs() <= 1e-4 * (k as f32).sqrt(), "{o} vs {e} ({rows}x{k}x{n}, {threads} threads)");
+                    assert!(
+                        (o - e).abs() <= 1e-4 * (k as f32).sqrt(),
+                        "{o} vs {e} ({rows}x{k}x{n}, {threads} threads)"
+                    );
                 }
             }
         }

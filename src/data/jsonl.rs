@@ -146,6 +146,14 @@ pub(crate) fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// serde_json says "expected ident at line 1 column 2" about the single line it was given;
+/// keep the reason and the column, since the file's line number is already in the message.
+pub(super) fn json_reason(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let reason = text.split(" at line ").next().unwrap_or(&text);
+    format!("{reason}, at column {}", err.column())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,12 +199,4 @@ mod tests {
             .to_string();
         assert_eq!(msg, "a.jsonl: line 1: empty label in column \"label\"");
     }
-}
-
-/// serde_json says "expected ident at line 1 column 2" about the single line it was given;
-/// keep the reason and the column, since the file's line number is already in the message.
-pub(super) fn json_reason(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    let reason = text.split(" at line ").next().unwrap_or(&text);
-    format!("{reason}, at column {}", err.column())
 }

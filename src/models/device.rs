@@ -22,20 +22,27 @@ pub fn open(spec: &DeviceSpec) -> Result<Device, DeviceError> {
         DeviceSpec::Cpu => Ok(Device::Cpu),
         DeviceSpec::Cuda(ordinal) => {
             if !cfg!(feature = "cuda") {
-                return Err(DeviceError::NotCompiled { spec: spec.to_string(), feature: "cuda" });
+                return Err(DeviceError::NotCompiled {
+                    spec: spec.to_string(),
+                    feature: "cuda",
+                });
             }
-            Device::new_cuda(*ordinal).map_err(|source| DeviceError::NotPresent { spec: spec.to_string(), source })
+            Device::new_cuda(*ordinal).map_err(|source| DeviceError::NotPresent {
+                spec: spec.to_string(),
+                source,
+            })
         }
         DeviceSpec::Metal(ordinal) => {
             if !cfg!(feature = "metal") {
-                return Err(DeviceError::NotCompiled { spec: spec.to_string(), feature: "metal" });
+                return Err(DeviceError::NotCompiled {
+                    spec: spec.to_string(),
+                    feature: "metal",
+                });
             }
-            Device::new_metal(*ordinal).map_err(|source| DeviceError::NotPresent { spec: spec.to_string(), source })
+            Device::new_metal(*ordinal).map_err(|source| DeviceError::NotPresent {
+                spec: spec.to_string(),
+                source,
+            })
         }
     }
-}
-
-/// Waits for queued device work, so that a timer read afterwards measures the work itself.
-pub fn synchronize(device: &Device) -> candle_core::Result<()> {
-    device.synchronize()
 }

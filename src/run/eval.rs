@@ -11,12 +11,16 @@ use std::time::Instant;
 
 use anyhow::bail;
 
-use crate::data::{self, match_labels, stratified_sample, unknown_labels_message, Dataset, LoadOptions};
+use crate::data::{
+    self, match_labels, stratified_sample, unknown_labels_message, Dataset, LoadOptions,
+};
 use crate::metrics::{classification_metrics, latency_summary, throughput};
 use crate::models::{Classifier, TokenizedText};
 use crate::report::environment::{peak_rss_bytes, Environment};
 use crate::report::predictions::Prediction;
-use crate::report::results::{DatasetInfo, EvalResults, LabelMatchInfo, LatencyReport, Settings, SCHEMA_VERSION};
+use crate::report::results::{
+    DatasetInfo, EvalResults, LabelMatchInfo, LatencyReport, Settings, SCHEMA_VERSION,
+};
 use crate::runtime::batching::token_budget_batches;
 use crate::runtime::DeviceSpec;
 use crate::train::softmax::argmax;
@@ -62,7 +66,10 @@ pub fn eval(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
     let matched = match_labels(&dataset.labels(), &labels, opts.label_map.as_deref())?;
     let unknown = matched.unknown(&dataset.examples);
     if !unknown.is_empty() && opts.unknown_labels == UnknownLabels::Fail {
-        bail!("{}", unknown_labels_message(&dataset.path, &unknown, &labels));
+        bail!(
+            "{}",
+            unknown_labels_message(&dataset.path, &unknown, &labels)
+        );
     }
     let examples = match opts.limit {
         Some(n) => stratified_sample(&dataset.examples, n, opts.seed),
@@ -72,10 +79,17 @@ pub fn eval(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
         bail!("{}: no rows to evaluate", dataset.path.display());
     }
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-    let gold: Vec<Option<usize>> = examples.iter().map(|e| e.label.as_deref().and_then(|l| matched.model_index(l))).collect();
+    let gold: Vec<Option<usize>> = examples
+        .iter()
+        .map(|e| e.label.as_deref().and_then(|l| matched.model_index(l)))
+        .collect();
 
     let offline = run_offline(model, &texts, opts)?;
-    let latencies = if opts.single_stream { Some(run_single_stream(model, &texts, opts)?) } else { None };
+    let latencies = if opts.single_stream {
+        Some(run_single_stream(model, &texts, opts)?)
+    } else {
+        None
+    };
 
     let predicted: Vec<usize> = offline.probabilities.iter().map(|p| argmax(p)).collect();
     let metrics = classification_metrics(&gold, &predicted, &labels)?;
@@ -89,25 +103,39 @@ pub fn eval(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
             gold: e.label.clone(),
             predicted: labels[predicted[i]].clone(),
             correct: e.label.as_ref().map(|_| gold[i] == Some(predicted[i])),
-            probabilities: labels.iter().cloned().zip(offline.probabilities[i].iter().copied()).collect(),
+            probabilities: labels
+                .iter()
+                .cloned()
+                .zip(offline.probabilities[i].iter().copied())
+                .collect(),
             latency_ms: latencies.as_ref().map(|l| l[i]),
             tokens: offline.tokenized[i].len(),
             truncated_from: offline.tokenized[i].truncated_from,
         })
         .collect();
-    let latency = latencies.as_ref().and_then(|l| latency_summary(l)).map(|summary| LatencyReport {
-        scenario: "single-stream".into(),
-        reliable: summary.reliable_percentiles(),
-        summary,
-        warmup_items: opts.warmup.min(texts.len()),
-        includes: "tokenization + forward + softmax".into(),
-    });
+    let latency = latencies
+        .as_ref()
+        .and_then(|l| latency_summary(l))
+        .map(|summary| LatencyReport {
+            scenario: "single-stream".into(),
+            reliable: summary.reliable_percentiles(),
+            summary,
+            warmup_items: opts.warmup.min(texts.len()),
+            includes: "tokenization + forward + softmax".into(),
+        });
     let results = EvalResults {
         schema_version: SCHEMA_VERSION,
         kind: "eval".into(),
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         model: model.info().clone(),
-        dataset: dataset_info(&dataset, &matched, &examples, opts, &offline.tokenized, tokens_total),
+        dataset: dataset_info(
+            &dataset,
+            &matched,
+            &examples,
+            opts,
+            &offline.tokenized,
+            tokens_total,
+        ),
         metrics,
         latency,
         throughput: throughput(texts.len(), tokens_total, offline.seconds),
@@ -123,7 +151,10 @@ pub fn eval(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
         },
         environment: Environment::detect(),
     };
-    Ok(EvalOutcome { results, predictions })
+    Ok(EvalOutcome {
+        results,
+        predictions,
+    })
 }
 
 struct Offline {
@@ -133,7 +164,11 @@ struct Offline {
 }
 
 /// All items, batched by token budget, results back in input order.
-fn run_offline(model: &dyn Classifier, texts: &[&str], opts: &EvalOptions) -> anyhow::Result<Offline> {
+fn run_offline(
+    model: &dyn Classifier,
+    texts: &[&str],
+    opts: &EvalOptions,
+) -> anyhow::Result<Offline> {
     let start = Instant::now();
     let tokenized = model.tokenize(texts)?;
     let lengths: Vec<usize> = tokenized.iter().map(TokenizedText::len).collect();
@@ -147,11 +182,19 @@ fn run_offline(model: &dyn Classifier, texts: &[&str], opts: &EvalOptions) -> an
         bar.inc(batch.indices.len() as u64);
     }
     bar.finish_and_clear();
-    Ok(Offline { tokenized, probabilities, seconds: start.elapsed().as_secs_f64() })
+    Ok(Offline {
+        tokenized,
+        probabilities,
+        seconds: start.elapsed().as_secs_f64(),
+    })
 }
 
 /// One item at a time; returns each item's latency in ms, in input order.
-fn run_single_stream(model: &dyn Classifier, texts: &[&str], opts: &EvalOptions) -> anyhow::Result<Vec<f64>> {
+fn run_single_stream(
+    model: &dyn Classifier,
+    texts: &[&str],
+    opts: &EvalOptions,
+) -> anyhow::Result<Vec<f64>> {
     for text in texts.iter().take(opts.warmup) {
         classify_one(model, text)?;
     }
@@ -172,7 +215,14 @@ fn classify_one(model: &dyn Classifier, text: &str) -> anyhow::Result<Vec<f32>> 
     Ok(model.classify(&[&tokenized[0]])?.remove(0))
 }
 
-fn dataset_info(dataset: &Dataset, matched: &data::LabelMatch, examples: &[data::Example], opts: &EvalOptions, tokenized: &[TokenizedText], tokens_total: usize) -> DatasetInfo {
+fn dataset_info(
+    dataset: &Dataset,
+    matched: &data::LabelMatch,
+    examples: &[data::Example],
+    opts: &EvalOptions,
+    tokenized: &[TokenizedText],
+    tokens_total: usize,
+) -> DatasetInfo {
     let model_labels = matched.model_labels();
     DatasetInfo {
         path: dataset.path.display().to_string(),
@@ -190,11 +240,23 @@ fn dataset_info(dataset: &Dataset, matched: &data::LabelMatch, examples: &[data:
             .map(|entry| LabelMatchInfo {
                 dataset_label: entry.dataset_label.clone(),
                 model_label: entry.model_index.map(|i| model_labels[i].clone()),
-                how: entry.kind.map_or("unknown".into(), |k| format!("{k:?}").to_lowercase()),
+                how: entry
+                    .kind
+                    .map_or("unknown".into(), |k| format!("{k:?}").to_lowercase()),
             })
             .collect(),
-        unknown_label_rows: examples.iter().filter(|e| e.label.as_deref().is_some_and(|l| matched.model_index(l).is_none())).count(),
-        truncated_items: tokenized.iter().filter(|t| t.truncated_from.is_some()).count(),
+        unknown_label_rows: examples
+            .iter()
+            .filter(|e| {
+                e.label
+                    .as_deref()
+                    .is_some_and(|l| matched.model_index(l).is_none())
+            })
+            .count(),
+        truncated_items: tokenized
+            .iter()
+            .filter(|t| t.truncated_from.is_some())
+            .count(),
         tokens_total,
     }
 }

@@ -51,22 +51,29 @@ pub fn load_encoder(model_arg: &str, device: &DeviceSpec) -> anyhow::Result<Load
     let device = crate::models::device::open(device)?;
     let mut encoder = Encoder::load(&dir, model_arg, &device)?;
     encoder.set_weights_sha256(sha256_file(&dir.join("model.safetensors"))?);
-    Ok(LoadedEncoder { encoder, dir, load_seconds: start.elapsed().as_secs_f64() })
+    Ok(LoadedEncoder {
+        encoder,
+        dir,
+        load_seconds: start.elapsed().as_secs_f64(),
+    })
 }
 
 /// Hex sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
-    let mut file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).with_context(|| format!("{}: cannot read", path.display()))?;
+    std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     Ok(hex::encode(hasher.finalize()))
 }
 
 /// A progress bar on a terminal; hidden in pipes, in CI and when `show` is false.
 pub fn progress(len: usize, what: &str, show: bool) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
-    let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("CI").is_none();
+    let on_terminal =
+        std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("CI").is_none();
     if !(show && on_terminal) {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }

@@ -97,7 +97,11 @@ pub fn head_only(opts: &TrainOptions) -> anyhow::Result<TrainingRecord> {
     check_output(&opts.out, opts.overwrite)?;
     let train = data::load(&opts.data, &opts.load)?;
     let labels = training_labels(&train)?;
-    let eval_data = opts.eval.as_ref().map(|p| data::load(p, &opts.load)).transpose()?;
+    let eval_data = opts
+        .eval
+        .as_ref()
+        .map(|p| data::load(p, &opts.load))
+        .transpose()?;
     if let Some(eval) = &eval_data {
         check_eval_labels(eval, &labels)?;
     }
@@ -112,24 +116,42 @@ pub fn head_only(opts: &TrainOptions) -> anyhow::Result<TrainingRecord> {
     let targets: Vec<usize> = train
         .examples
         .iter()
-        .map(|e| labels.iter().position(|l| Some(l) == e.label.as_ref()).expect("labels come from this data"))
+        .map(|e| {
+            labels
+                .iter()
+                .position(|l| Some(l) == e.label.as_ref())
+                .expect("labels come from this data")
+        })
         .collect();
 
     let fit_start = Instant::now();
     let (head, fit_report) = fit(&features, &targets, labels.len(), &opts.fit);
     let fit_seconds = fit_start.elapsed().as_secs_f64();
     if !fit_report.final_loss.is_finite() {
-        bail!("training diverged (loss {}); lower --lr or raise --weight-decay", fit_report.final_loss);
+        bail!(
+            "training diverged (loss {}); lower --lr or raise --weight-decay",
+            fit_report.final_loss
+        );
     }
     let eval = match &eval_data {
-        Some(eval) => Some(evaluate_head(encoder, eval, &head, &labels, pooling, normalize, opts)?),
+        Some(eval) => Some(evaluate_head(
+            encoder, eval, &head, &labels, pooling, normalize, opts,
+        )?),
         None => None,
     };
 
     if opts.out.exists() {
-        std::fs::remove_dir_all(&opts.out).with_context(|| format!("{}: cannot replace", opts.out.display()))?;
+        std::fs::remove_dir_all(&opts.out)
+            .with_context(|| format!("{}: cannot replace", opts.out.display()))?;
     }
-    let readme = readme(&opts.model, &labels, pooling, through_pooler, normalize, encoder.max_tokens());
+    let readme = readme(
+        &opts.model,
+        &labels,
+        pooling,
+        through_pooler,
+        normalize,
+        encoder.max_tokens(),
+    );
     save(
         &HeadToSave {
             source_dir: &loaded.dir,
@@ -162,21 +184,37 @@ pub fn head_only(opts: &TrainOptions) -> anyhow::Result<TrainingRecord> {
         fit: opts.fit.clone(),
         fit_report,
         seed: opts.seed,
-        seconds: Timing { load: loaded.load_seconds, features: features_seconds, fit: fit_seconds, total: start.elapsed().as_secs_f64() },
+        seconds: Timing {
+            load: loaded.load_seconds,
+            features: features_seconds,
+            fit: fit_seconds,
+            total: start.elapsed().as_secs_f64(),
+        },
         environment: Environment::detect(),
-        output_layout: if through_pooler { "hf-bert-sequence-classification" } else { "sentence-transformers-dense" },
+        output_layout: if through_pooler {
+            "hf-bert-sequence-classification"
+        } else {
+            "sentence-transformers-dense"
+        },
     };
     let json = serde_json::to_string_pretty(&record)?;
-    std::fs::write(opts.out.join("training.json"), json + "\n").with_context(|| format!("{}: cannot write training.json", opts.out.display()))?;
+    std::fs::write(opts.out.join("training.json"), json + "\n")
+        .with_context(|| format!("{}: cannot write training.json", opts.out.display()))?;
     Ok(record)
 }
 
 fn check_output(out: &Path, overwrite: bool) -> anyhow::Result<()> {
     if out.exists() && !overwrite {
-        bail!("{}: already exists; pass --overwrite to replace it", out.display());
+        bail!(
+            "{}: already exists; pass --overwrite to replace it",
+            out.display()
+        );
     }
     if out.exists() && !out.is_dir() {
-        bail!("{}: is a file; --out names the model folder to write", out.display());
+        bail!(
+            "{}: is a file; --out names the model folder to write",
+            out.display()
+        );
     }
     Ok(())
 }
@@ -189,15 +227,27 @@ fn training_labels(train: &Dataset) -> anyhow::Result<Vec<String>> {
     let mut labels = train.labels();
     labels.sort();
     if labels.len() < 2 {
-        bail!("{}: every row has the label {:?}; a classifier needs at least two labels", train.path.display(), labels.first().map(String::as_str).unwrap_or(""));
+        bail!(
+            "{}: every row has the label {:?}; a classifier needs at least two labels",
+            train.path.display(),
+            labels.first().map(String::as_str).unwrap_or("")
+        );
     }
     Ok(labels)
 }
 
 fn check_eval_labels(eval: &Dataset, labels: &[String]) -> anyhow::Result<()> {
-    let unseen: Vec<String> = eval.labels().into_iter().filter(|l| !labels.contains(l)).collect();
+    let unseen: Vec<String> = eval
+        .labels()
+        .into_iter()
+        .filter(|l| !labels.contains(l))
+        .collect();
     if !unseen.is_empty() {
-        bail!("{}: labels not in the training data: {}", eval.path.display(), unseen.join(", "));
+        bail!(
+            "{}: labels not in the training data: {}",
+            eval.path.display(),
+            unseen.join(", ")
+        );
     }
     Ok(())
 }
@@ -222,7 +272,14 @@ fn describe_pooling(pooling: Pooling, through_pooler: bool) -> String {
 }
 
 /// Pooled features of every example, in order, batched by token budget.
-fn extract(encoder: &Encoder, data: &Dataset, pooling: Pooling, normalize: bool, opts: &TrainOptions, what: &str) -> anyhow::Result<Vec<Vec<f32>>> {
+fn extract(
+    encoder: &Encoder,
+    data: &Dataset,
+    pooling: Pooling,
+    normalize: bool,
+    opts: &TrainOptions,
+    what: &str,
+) -> anyhow::Result<Vec<Vec<f32>>> {
     let texts: Vec<&str> = data.examples.iter().map(|e| e.text.as_str()).collect();
     let tokenized = encoder.encode(&texts)?;
     let lengths: Vec<usize> = tokenized.iter().map(TokenizedText::len).collect();
@@ -241,7 +298,15 @@ fn extract(encoder: &Encoder, data: &Dataset, pooling: Pooling, normalize: bool,
     Ok(features)
 }
 
-fn evaluate_head(encoder: &Encoder, eval: &Dataset, head: &LinearHead, labels: &[String], pooling: Pooling, normalize: bool, opts: &TrainOptions) -> anyhow::Result<EvalRecord> {
+fn evaluate_head(
+    encoder: &Encoder,
+    eval: &Dataset,
+    head: &LinearHead,
+    labels: &[String],
+    pooling: Pooling,
+    normalize: bool,
+    opts: &TrainOptions,
+) -> anyhow::Result<EvalRecord> {
     let features = extract(encoder, eval, pooling, normalize, opts, "eval")?;
     let correct = eval
         .examples
@@ -257,7 +322,14 @@ fn evaluate_head(encoder: &Encoder, eval: &Dataset, head: &LinearHead, labels: &
     })
 }
 
-fn readme(base: &str, labels: &[String], pooling: Pooling, through_pooler: bool, normalize: bool, max_tokens: usize) -> String {
+fn readme(
+    base: &str,
+    labels: &[String],
+    pooling: Pooling,
+    through_pooler: bool,
+    normalize: bool,
+    max_tokens: usize,
+) -> String {
     let label_list = labels.join(", ");
     if through_pooler {
         return format!(
@@ -276,7 +348,11 @@ labels = [model.config.id2label[i] for i in probs.argmax(-1).tolist()]\n```\n\n\
         Pooling::Mean => "mask = enc[\"attention_mask\"].unsqueeze(-1).float()\nfeatures = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)",
         Pooling::Cls => "features = hidden[:, 0]",
     };
-    let norm = if normalize { "\nfeatures = torch.nn.functional.normalize(features, dim=-1)" } else { "" };
+    let norm = if normalize {
+        "\nfeatures = torch.nn.functional.normalize(features, dim=-1)"
+    } else {
+        ""
+    };
     let dense = if normalize { "3_Dense" } else { "2_Dense" };
     format!(
         "# Classifier: {base} + linear head (taskbench train --head-only)\n\n\

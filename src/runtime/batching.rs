@@ -15,18 +15,33 @@ pub struct Batch {
 /// (`rows * longest`) stays within `max_batch_tokens`, with at most `max_batch_items` rows.
 /// Items are sorted by length (longest first, ties by index, so the order is deterministic);
 /// an item longer than the budget gets a batch of its own.
-pub fn token_budget_batches(lengths: &[usize], max_batch_tokens: usize, max_batch_items: usize) -> Vec<Batch> {
+pub fn token_budget_batches(
+    lengths: &[usize],
+    max_batch_tokens: usize,
+    max_batch_items: usize,
+) -> Vec<Batch> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
     let mut batches = Vec::new();
-    let mut current = Batch { indices: Vec::new(), tokens: 0, max_len: 0 };
+    let mut current = Batch {
+        indices: Vec::new(),
+        tokens: 0,
+        max_len: 0,
+    };
     for i in order {
         let len = lengths[i].max(1);
         let max_len = current.max_len.max(len);
         let padded = max_len * (current.indices.len() + 1);
         let full = current.indices.len() >= max_batch_items.max(1) || padded > max_batch_tokens;
         if !current.indices.is_empty() && full {
-            batches.push(std::mem::replace(&mut current, Batch { indices: Vec::new(), tokens: 0, max_len: 0 }));
+            batches.push(std::mem::replace(
+                &mut current,
+                Batch {
+                    indices: Vec::new(),
+                    tokens: 0,
+                    max_len: 0,
+                },
+            ));
         }
         current.max_len = current.max_len.max(len);
         current.tokens += lengths[i];
@@ -55,7 +70,10 @@ mod tests {
     fn batches_respect_the_budget_except_single_oversized_items() {
         let lengths = [5, 90, 12, 12, 300, 1, 64, 64, 7, 33, 33, 33];
         for b in token_budget_batches(&lengths, 128, 32) {
-            assert!(b.max_len * b.indices.len() <= 128 || b.indices.len() == 1, "{b:?}");
+            assert!(
+                b.max_len * b.indices.len() <= 128 || b.indices.len() == 1,
+                "{b:?}"
+            );
         }
     }
 
@@ -69,7 +87,10 @@ mod tests {
     #[test]
     fn item_cap_applies() {
         let batches = token_budget_batches(&[1; 10], 1000, 4);
-        assert_eq!(batches.iter().map(|b| b.indices.len()).collect::<Vec<_>>(), vec![4, 4, 2]);
+        assert_eq!(
+            batches.iter().map(|b| b.indices.len()).collect::<Vec<_>>(),
+            vec![4, 4, 2]
+        );
     }
 
     #[test]

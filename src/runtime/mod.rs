@@ -29,7 +29,9 @@ impl FromStr for DeviceSpec {
             ("cpu", None) => Ok(DeviceSpec::Cpu),
             ("cuda", n) => Ok(DeviceSpec::Cuda(n.unwrap_or(0))),
             ("metal", n) => Ok(DeviceSpec::Metal(n.unwrap_or(0))),
-            _ => Err(format!("invalid device \"{s}\": expected cpu, cuda, cuda:N, metal or metal:N")),
+            _ => Err(format!(
+                "invalid device \"{s}\": expected cpu, cuda, cuda:N, metal or metal:N"
+            )),
         }
     }
 }
@@ -50,11 +52,15 @@ impl fmt::Display for DeviceSpec {
 /// element-wise pool reads `CANDLE_NUM_THREADS`. Setting all three to the same number keeps
 /// two pools from oversubscribing the cores (on this 2-core machine that costs 30%+).
 pub fn configure_threads(threads: Option<usize>) -> usize {
-    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let n = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
     // Fails only if the pool already exists (a second call in one process): keep the first.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
     rayon::current_num_threads()
 }
 
@@ -68,8 +74,14 @@ mod tests {
         assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
         assert_eq!("cuda:1".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(1));
         assert_eq!("metal".parse::<DeviceSpec>().unwrap(), DeviceSpec::Metal(0));
-        assert!("gpu".parse::<DeviceSpec>().unwrap_err().contains("expected cpu"));
-        assert!("cuda:x".parse::<DeviceSpec>().unwrap_err().contains("ordinal"));
+        assert!("gpu"
+            .parse::<DeviceSpec>()
+            .unwrap_err()
+            .contains("expected cpu"));
+        assert!("cuda:x"
+            .parse::<DeviceSpec>()
+            .unwrap_err()
+            .contains("ordinal"));
         assert!("cpu:1".parse::<DeviceSpec>().is_err());
     }
 }

@@ -21,7 +21,12 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        Self { weight_decay: 1e-3, learning_rate: 0.05, max_steps: 2000, tolerance: 1e-5 }
+        Self {
+            weight_decay: 1e-3,
+            learning_rate: 0.05,
+            max_steps: 2000,
+            tolerance: 1e-5,
+        }
     }
 }
 
@@ -43,7 +48,11 @@ pub struct FitReport {
 
 impl LinearHead {
     pub fn logits(&self, x: &[f32]) -> Vec<f32> {
-        self.weight.iter().zip(&self.bias).map(|(w, b)| dot(w, x) + b).collect()
+        self.weight
+            .iter()
+            .zip(&self.bias)
+            .map(|(w, b)| dot(w, x) + b)
+            .collect()
     }
 
     pub fn predict(&self, x: &[f32]) -> usize {
@@ -53,14 +62,30 @@ impl LinearHead {
 
 /// Fits a head on `features` (one row per example, equal lengths) with class `targets` in
 /// `0..classes`. Needs at least one example and two classes.
-pub fn fit(features: &[Vec<f32>], targets: &[usize], classes: usize, opts: &FitOptions) -> (LinearHead, FitReport) {
-    assert!(!features.is_empty() && features.len() == targets.len() && classes >= 2, "fit: checked by the caller");
+pub fn fit(
+    features: &[Vec<f32>],
+    targets: &[usize],
+    classes: usize,
+    opts: &FitOptions,
+) -> (LinearHead, FitReport) {
+    assert!(
+        !features.is_empty() && features.len() == targets.len() && classes >= 2,
+        "fit: checked by the caller"
+    );
     let dim = features[0].len();
     let (mean, std) = column_stats(features);
-    let xs: Vec<Vec<f32>> = features.iter().map(|row| standardise(row, &mean, &std)).collect();
+    let xs: Vec<Vec<f32>> = features
+        .iter()
+        .map(|row| standardise(row, &mean, &std))
+        .collect();
     let mut params = Params::zeros(classes, dim);
     let mut adam = Adam::new(classes * (dim + 1), opts.learning_rate);
-    let mut report = FitReport { steps: 0, final_loss: f32::NAN, train_accuracy: 0.0, converged: false };
+    let mut report = FitReport {
+        steps: 0,
+        final_loss: f32::NAN,
+        train_accuracy: 0.0,
+        converged: false,
+    };
     for step in 1..=opts.max_steps {
         let (loss, grad) = loss_and_gradient(&params, &xs, targets, opts.weight_decay);
         report.steps = step;
@@ -72,9 +97,16 @@ pub fn fit(features: &[Vec<f32>], targets: &[usize], classes: usize, opts: &FitO
         adam.step(&mut params.flat, &grad);
     }
     let standardised_head = params.to_head();
-    let correct = xs.iter().zip(targets).filter(|(x, &t)| standardised_head.predict(x) == t).count();
+    let correct = xs
+        .iter()
+        .zip(targets)
+        .filter(|(x, &t)| standardised_head.predict(x) == t)
+        .count();
     report.train_accuracy = correct as f32 / xs.len() as f32;
-    (fold_standardisation(&standardised_head, &mean, &std), report)
+    (
+        fold_standardisation(&standardised_head, &mean, &std),
+        report,
+    )
 }
 
 /// Weights and biases in one vector: `classes * dim` weights, then `classes` biases.
@@ -86,7 +118,11 @@ struct Params {
 
 impl Params {
     fn zeros(classes: usize, dim: usize) -> Self {
-        Self { flat: vec![0.0; classes * (dim + 1)], classes, dim }
+        Self {
+            flat: vec![0.0; classes * (dim + 1)],
+            classes,
+            dim,
+        }
     }
 
     fn weight(&self, class: usize) -> &[f32] {
@@ -105,13 +141,20 @@ impl Params {
     }
 }
 
-fn loss_and_gradient(params: &Params, xs: &[Vec<f32>], targets: &[usize], weight_decay: f32) -> (f32, Vec<f32>) {
+fn loss_and_gradient(
+    params: &Params,
+    xs: &[Vec<f32>],
+    targets: &[usize],
+    weight_decay: f32,
+) -> (f32, Vec<f32>) {
     let (classes, dim) = (params.classes, params.dim);
     let n = xs.len() as f32;
     let mut grad = vec![0.0f32; params.flat.len()];
     let mut loss = 0.0f64;
     for (x, &target) in xs.iter().zip(targets) {
-        let logits: Vec<f32> = (0..classes).map(|c| dot(params.weight(c), x) + params.bias(c)).collect();
+        let logits: Vec<f32> = (0..classes)
+            .map(|c| dot(params.weight(c), x) + params.bias(c))
+            .collect();
         let probs = softmax(&logits);
         loss -= (probs[target].max(1e-30) as f64).ln();
         for c in 0..classes {
@@ -124,11 +167,17 @@ fn loss_and_gradient(params: &Params, xs: &[Vec<f32>], targets: &[usize], weight
         }
     }
     let mut decay = 0.0f64;
-    for (g, w) in grad[..classes * dim].iter_mut().zip(&params.flat[..classes * dim]) {
+    for (g, w) in grad[..classes * dim]
+        .iter_mut()
+        .zip(&params.flat[..classes * dim])
+    {
         *g += weight_decay * w;
         decay += (w * w) as f64;
     }
-    ((loss / n as f64 + 0.5 * weight_decay as f64 * decay) as f32, grad)
+    (
+        (loss / n as f64 + 0.5 * weight_decay as f64 * decay) as f32,
+        grad,
+    )
 }
 
 struct Adam {
@@ -144,7 +193,12 @@ impl Adam {
     const EPS: f32 = 1e-8;
 
     fn new(len: usize, lr: f32) -> Self {
-        Self { m: vec![0.0; len], v: vec![0.0; len], t: 0, lr }
+        Self {
+            m: vec![0.0; len],
+            v: vec![0.0; len],
+            t: 0,
+            lr,
+        }
     }
 
     fn step(&mut self, params: &mut [f32], grad: &[f32]) {
@@ -175,18 +229,34 @@ fn column_stats(rows: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
             *v += (*x as f64 - m).powi(2) / n;
         }
     }
-    let std = var.iter().map(|v| if *v > 1e-12 { v.sqrt() as f32 } else { 1.0 }).collect();
+    let std = var
+        .iter()
+        .map(|v| if *v > 1e-12 { v.sqrt() as f32 } else { 1.0 })
+        .collect();
     (mean.into_iter().map(|m| m as f32).collect(), std)
 }
 
 fn standardise(row: &[f32], mean: &[f32], std: &[f32]) -> Vec<f32> {
-    row.iter().zip(mean).zip(std).map(|((x, m), s)| (x - m) / s).collect()
+    row.iter()
+        .zip(mean)
+        .zip(std)
+        .map(|((x, m), s)| (x - m) / s)
+        .collect()
 }
 
 /// `W((x - mean) / std) + b` rewritten as `W' x + b'` so the head takes raw features.
 fn fold_standardisation(head: &LinearHead, mean: &[f32], std: &[f32]) -> LinearHead {
-    let weight: Vec<Vec<f32>> = head.weight.iter().map(|w| w.iter().zip(std).map(|(wi, s)| wi / s).collect()).collect();
-    let bias = head.bias.iter().zip(&weight).map(|(b, w)| b - dot(w, mean)).collect();
+    let weight: Vec<Vec<f32>> = head
+        .weight
+        .iter()
+        .map(|w| w.iter().zip(std).map(|(wi, s)| wi / s).collect())
+        .collect();
+    let bias = head
+        .bias
+        .iter()
+        .zip(&weight)
+        .map(|(b, w)| b - dot(w, mean))
+        .collect();
     LinearHead { weight, bias }
 }
 
@@ -224,7 +294,8 @@ mod tests {
             let class = i % 3;
             let jitter = ((i * 37 % 11) as f32 - 5.0) * 0.01;
             let mut x = vec![100.0 + jitter, 0.001 * jitter, 5.0];
-            x[class % 2] += if class == 2 { -0.5 } else { 0.5 } * if class % 2 == 0 { 1.0 } else { 0.001 };
+            x[class % 2] +=
+                if class == 2 { -0.5 } else { 0.5 } * if class % 2 == 0 { 1.0 } else { 0.001 };
             xs.push(x);
             ys.push(class);
         }
@@ -236,8 +307,16 @@ mod tests {
         let (xs, ys) = clusters();
         let (head, report) = fit(&xs, &ys, 3, &FitOptions::default());
         assert_eq!(report.train_accuracy, 1.0, "{report:?}");
-        let raw_correct = xs.iter().zip(&ys).filter(|(x, &y)| head.predict(x) == y).count();
-        assert_eq!(raw_correct, xs.len(), "the folded head must classify raw features the same way");
+        let raw_correct = xs
+            .iter()
+            .zip(&ys)
+            .filter(|(x, &y)| head.predict(x) == y)
+            .count();
+        assert_eq!(
+            raw_correct,
+            xs.len(),
+            "the folded head must classify raw features the same way"
+        );
     }
 
     #[test]
@@ -259,7 +338,7 @@ mod tests {
         }
         let (_, grad) = loss_and_gradient(&params, &xs, &ys, 0.1);
         let h = 1e-2f32;
-        for i in 0..params.flat.len() {
+        for (i, analytic) in grad.iter().enumerate() {
             let orig = params.flat[i];
             params.flat[i] = orig + h;
             let (up, _) = loss_and_gradient(&params, &xs, &ys, 0.1);
@@ -267,7 +346,10 @@ mod tests {
             let (down, _) = loss_and_gradient(&params, &xs, &ys, 0.1);
             params.flat[i] = orig;
             let numeric = (up - down) / (2.0 * h);
-            assert!((numeric - grad[i]).abs() < 1e-3, "param {i}: numeric {numeric} vs analytic {}", grad[i]);
+            assert!(
+                (numeric - analytic).abs() < 1e-3,
+                "param {i}: numeric {numeric} vs analytic {analytic}"
+            );
         }
     }
 
@@ -275,8 +357,24 @@ mod tests {
     fn weight_decay_shrinks_weights() {
         let (xs, ys) = clusters();
         let norm = |h: &LinearHead| h.weight.iter().flatten().map(|w| w * w).sum::<f32>();
-        let (loose, _) = fit(&xs, &ys, 3, &FitOptions { weight_decay: 1e-4, ..Default::default() });
-        let (tight, _) = fit(&xs, &ys, 3, &FitOptions { weight_decay: 1.0, ..Default::default() });
+        let (loose, _) = fit(
+            &xs,
+            &ys,
+            3,
+            &FitOptions {
+                weight_decay: 1e-4,
+                ..Default::default()
+            },
+        );
+        let (tight, _) = fit(
+            &xs,
+            &ys,
+            3,
+            &FitOptions {
+                weight_decay: 1.0,
+                ..Default::default()
+            },
+        );
         assert!(norm(&tight) < norm(&loose));
     }
 }

@@ -33,7 +33,10 @@ pub fn taskbench() -> Command {
     cmd.current_dir(root())
         .env("RUST_BACKTRACE", "1")
         .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HUB_CACHE", root().join("target/tmp/cli-tests-empty-hub-cache"))
+        .env(
+            "HF_HUB_CACHE",
+            root().join("target/tmp/cli-tests-empty-hub-cache"),
+        )
         .env_remove("HF_HOME")
         .env_remove("HF_TOKEN")
         .env_remove("HF_ENDPOINT")
@@ -53,7 +56,9 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch { dir: tempfile::tempdir().expect("temp dir") }
+        Scratch {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -135,7 +140,10 @@ pub fn describe(cmd: &Command) -> String {
 pub fn assert_clean(what: &str, out: &Output) {
     let (stdout, stderr) = (stdout_of(out), stderr_of(out));
     for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {
-        assert!(!text.contains('\u{1b}'), "{what}: ANSI escape in {name}:\n{text:?}");
+        assert!(
+            !text.contains('\u{1b}'),
+            "{what}: ANSI escape in {name}:\n{text:?}"
+        );
         let lower = text.to_lowercase();
         assert!(
             !lower.contains("panicked") && !lower.contains("backtrace"),
@@ -152,20 +160,42 @@ pub fn fails(cmd: &mut Command, needles: &[&str]) -> String {
     let what = describe(cmd);
     let out = cmd.output().expect("run taskbench");
     let stderr = stderr_of(&out);
-    let report = format!("{what}\nexit: {:?}\nstdout:\n{}\nstderr:\n{stderr}", out.status.code(), stdout_of(&out));
+    let report = format!(
+        "{what}\nexit: {:?}\nstdout:\n{}\nstderr:\n{stderr}",
+        out.status.code(),
+        stdout_of(&out)
+    );
     assert_clean(&report, &out);
-    assert_eq!(out.status.code(), Some(2), "expected exit code 2:\n{report}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected exit code 2:\n{report}"
+    );
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected exactly one line on stderr:\n{report}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one line on stderr:\n{report}"
+    );
     let line = lines[0];
-    assert!(line.starts_with("taskbench: "), "stderr must start with `taskbench: `:\n{report}");
+    assert!(
+        line.starts_with("taskbench: "),
+        "stderr must start with `taskbench: `:\n{report}"
+    );
     for needle in needles {
-        assert!(line.contains(needle), "stderr should contain {needle:?}:\n{report}");
+        assert!(
+            line.contains(needle),
+            "stderr should contain {needle:?}:\n{report}"
+        );
     }
     // A cause is said once: `x: no such folder: no such folder` repeats its source.
     let parts: Vec<&str> = line.split(": ").collect();
     for pair in parts.windows(2) {
-        assert!(pair[0] != pair[1], "stderr repeats {:?}:\n{report}", pair[0]);
+        assert!(
+            pair[0] != pair[1],
+            "stderr repeats {:?}:\n{report}",
+            pair[0]
+        );
     }
     eprintln!("{line}");
     line.to_string()
@@ -178,7 +208,10 @@ pub fn succeeds(cmd: &mut Command) -> (String, String) {
     let what = describe(cmd);
     let out = cmd.output().expect("run taskbench");
     let (stdout, stderr) = (stdout_of(&out), stderr_of(&out));
-    let report = format!("{what}\nexit: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status.code());
+    let report = format!(
+        "{what}\nexit: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status.code()
+    );
     assert!(out.status.success(), "expected success:\n{report}");
     assert_clean(&report, &out);
     (stdout, stderr)
@@ -201,6 +234,11 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
 /// `eval` of tiny-bert on `data` with quick settings (no warm-up, one thread).
 pub fn eval_tiny(data: &Path) -> Command {
     let mut cmd = taskbench();
-    cmd.arg("eval").arg("--model").arg(tiny_bert()).arg("--data").arg(data).args(["--threads", "2", "--warmup", "0"]);
+    cmd.arg("eval")
+        .arg("--model")
+        .arg(tiny_bert())
+        .arg("--data")
+        .arg(data)
+        .args(["--threads", "2", "--warmup", "0"]);
     cmd
 }

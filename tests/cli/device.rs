@@ -10,7 +10,10 @@ fn cuda_without_the_cuda_feature() {
     let mut cmd = eval_tiny(&data);
     cmd.args(["--device", "cuda"]);
     let line = fails(&mut cmd, &["cuda"]);
-    assert!(line.contains("without cuda support") || line.contains("not compiled"), "{line}");
+    assert!(
+        line.contains("without cuda support") || line.contains("not compiled"),
+        "{line}"
+    );
     assert!(line.contains("--features cuda"), "{line}");
 }
 
@@ -27,7 +30,10 @@ fn cuda_without_the_cuda_feature_in_train() {
         .arg("--out")
         .arg(s.path("out"));
     let line = fails(&mut cmd, &["cuda"]);
-    assert!(line.contains("without cuda support") || line.contains("not compiled"), "{line}");
+    assert!(
+        line.contains("without cuda support") || line.contains("not compiled"),
+        "{line}"
+    );
     assert!(!s.path("out").exists(), "nothing should be written");
 }
 
@@ -43,6 +49,9 @@ fn unknown_device_is_a_usage_error() {
     assert_clean(&what, &out);
     assert_eq!(out.status.code(), Some(2), "{what}\n{stderr}");
     assert!(stderr.contains("tpu"), "{stderr}");
-    assert!(stderr.contains("cpu") && stderr.contains("cuda"), "should list the valid devices: {stderr}");
+    assert!(
+        stderr.contains("cpu") && stderr.contains("cuda"),
+        "should list the valid devices: {stderr}"
+    );
     assert!(stdout_of(&out).is_empty(), "{}", stdout_of(&out));
 }

@@ -13,19 +13,31 @@ fn eval_writes_results_and_predictions() {
     cmd.arg("--out").arg(&out);
     let (stdout, _) = succeeds(&mut cmd);
     assert!(stdout.contains("Accuracy"), "{stdout}");
-    assert!(stdout.contains("results.json") && stdout.contains("predictions.jsonl"), "{stdout}");
+    assert!(
+        stdout.contains("results.json") && stdout.contains("predictions.jsonl"),
+        "{stdout}"
+    );
 
     let results = read_json(&out.join("results.json"));
     assert_eq!(results["schema_version"], 1, "{results:#}");
     assert_eq!(results["kind"], "eval", "{results:#}");
     assert_eq!(results["metrics"]["n"], SUPPORT_ROWS, "{results:#}");
-    assert_eq!(results["dataset"]["rows_in_file"], SUPPORT_ROWS, "{results:#}");
-    assert_eq!(results["environment"]["candle_version"], "0.11.1", "{results:#}");
+    assert_eq!(
+        results["dataset"]["rows_in_file"], SUPPORT_ROWS,
+        "{results:#}"
+    );
+    assert_eq!(
+        results["environment"]["candle_version"], "0.11.1",
+        "{results:#}"
+    );
     assert_eq!(results["model"]["num_labels"], 4, "{results:#}");
 
     let predictions = read_jsonl(&out.join("predictions.jsonl"));
     assert_eq!(predictions.len(), SUPPORT_ROWS);
-    let ids: Vec<&str> = predictions.iter().map(|p| p["id"].as_str().expect("id")).collect();
+    let ids: Vec<&str> = predictions
+        .iter()
+        .map(|p| p["id"].as_str().expect("id"))
+        .collect();
     assert_eq!(ids, ["1", "2", "3", "4", "5", "6", "7", "8"]);
     for p in &predictions {
         assert!(p["text"].is_string(), "{p}");
@@ -37,8 +49,17 @@ fn eval_writes_results_and_predictions() {
         assert_eq!(labels, TINY_BERT_LABELS, "{p}");
         let sum: f64 = probs.values().map(|v| v.as_f64().unwrap()).sum();
         assert!((sum - 1.0).abs() <= 1e-5, "probabilities sum to {sum}: {p}");
-        assert!(probs.values().all(|v| (0.0..=1.0).contains(&v.as_f64().unwrap())), "{p}");
-        let best = probs.iter().max_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap())).unwrap().0;
+        assert!(
+            probs
+                .values()
+                .all(|v| (0.0..=1.0).contains(&v.as_f64().unwrap())),
+            "{p}"
+        );
+        let best = probs
+            .iter()
+            .max_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap()))
+            .unwrap()
+            .0;
         assert_eq!(best, predicted, "{p}");
     }
     let correct = predictions.iter().filter(|p| p["correct"] == true).count();
@@ -50,10 +71,20 @@ fn eval_without_out_prints_the_table_only() {
     let s = Scratch::new();
     let data = s.write("d.csv", SUPPORT_CSV);
     let (stdout, stderr) = succeeds(&mut eval_tiny(&data));
-    assert!(stdout.contains("Accuracy") && stdout.contains("Macro-F1"), "{stdout}");
+    assert!(
+        stdout.contains("Accuracy") && stdout.contains("Macro-F1"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("wrote"), "{stdout}");
-    assert!(stderr.is_empty(), "nothing on stderr when all goes well: {stderr}");
-    assert_eq!(std::fs::read_dir(s.dir.path()).unwrap().count(), 1, "only the data file");
+    assert!(
+        stderr.is_empty(),
+        "nothing on stderr when all goes well: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(s.dir.path()).unwrap().count(),
+        1,
+        "only the data file"
+    );
 }
 
 #[test]
@@ -62,7 +93,9 @@ fn eval_reads_jsonl_too() {
     let mut jsonl = String::new();
     for line in SUPPORT_CSV.lines().skip(1) {
         let cells: Vec<&str> = line.splitn(3, ',').collect();
-        jsonl.push_str(&serde_json::json!({"id": cells[0], "text": cells[1], "label": cells[2]}).to_string());
+        jsonl.push_str(
+            &serde_json::json!({"id": cells[0], "text": cells[1], "label": cells[2]}).to_string(),
+        );
         jsonl.push('\n');
     }
     let data = s.write("d.jsonl", jsonl);
@@ -86,14 +119,19 @@ fn limit_evaluates_a_stratified_sample() {
     let results = read_json(&out.join("results.json"));
     assert_eq!(results["metrics"]["n"], 4, "{results:#}");
     assert_eq!(results["dataset"]["rows_evaluated"], 4, "{results:#}");
-    assert_eq!(results["dataset"]["rows_in_file"], SUPPORT_ROWS, "{results:#}");
+    assert_eq!(
+        results["dataset"]["rows_in_file"], SUPPORT_ROWS,
+        "{results:#}"
+    );
     assert_eq!(results["dataset"]["limit"], 4, "{results:#}");
     let predictions = read_jsonl(&out.join("predictions.jsonl"));
     assert_eq!(predictions.len(), 4);
     // Two rows per label in the file, four rows asked for: one row of each label.
     let mut per_label: BTreeMap<String, usize> = BTreeMap::new();
     for p in &predictions {
-        *per_label.entry(p["gold"].as_str().unwrap().to_string()).or_default() += 1;
+        *per_label
+            .entry(p["gold"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     assert_eq!(per_label.len(), 4, "{per_label:?}");
     assert!(per_label.values().all(|&n| n == 1), "{per_label:?}");
@@ -104,7 +142,10 @@ fn limit_evaluates_a_stratified_sample() {
     cmd.args(["--limit", "4"]).arg("--out").arg(&again);
     succeeds(&mut cmd);
     let ids = |rows: &[serde_json::Value]| rows.iter().map(|p| p["id"].clone()).collect::<Vec<_>>();
-    assert_eq!(ids(&predictions), ids(&read_jsonl(&again.join("predictions.jsonl"))));
+    assert_eq!(
+        ids(&predictions),
+        ids(&read_jsonl(&again.join("predictions.jsonl")))
+    );
 }
 
 #[test]

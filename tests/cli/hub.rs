@@ -56,7 +56,14 @@ fn cached_hub_model_evaluates_offline() {
     let mut cmd = taskbench();
     cmd.env("HF_HUB_CACHE", &cache)
         .env("HF_HUB_OFFLINE", "1")
-        .args(["eval", "--model", "hf:acme/tiny-bert", "--warmup", "0", "--data"])
+        .args([
+            "eval",
+            "--model",
+            "hf:acme/tiny-bert",
+            "--warmup",
+            "0",
+            "--data",
+        ])
         .arg(&data)
         .arg("--out")
         .arg(&out);
@@ -77,7 +84,15 @@ fn cached_hub_model_missing_a_file_offline() {
         .env("HF_HUB_OFFLINE", "1")
         .args(["eval", "--model", "hf:acme/tiny-bert", "--data"])
         .arg(&data);
-    fails(&mut cmd, &["hf:acme/tiny-bert", "tokenizer.json", "offline", "HF_HUB_OFFLINE"]);
+    fails(
+        &mut cmd,
+        &[
+            "hf:acme/tiny-bert",
+            "tokenizer.json",
+            "offline",
+            "HF_HUB_OFFLINE",
+        ],
+    );
 }
 
 #[test]

@@ -21,7 +21,14 @@ fn unknown_labels_are_refused_with_what_to_do() {
     let data = s.write("d.csv", WITH_UNKNOWN);
     fails(
         &mut eval_tiny(&data),
-        &["d.csv", "\"complaint\" (2 rows)", "\"Warranty\" (1 row)", "billing, refund, Technical Support, shipping", "--label-map", "--unknown-labels"],
+        &[
+            "d.csv",
+            "\"complaint\" (2 rows)",
+            "\"Warranty\" (1 row)",
+            "billing, refund, Technical Support, shipping",
+            "--label-map",
+            "--unknown-labels",
+        ],
     );
 }
 
@@ -31,15 +38,23 @@ fn unknown_labels_error_counts_them_wrong() {
     let data = s.write("d.csv", WITH_UNKNOWN);
     let out = s.path("out");
     let mut cmd = eval_tiny(&data);
-    cmd.args(["--unknown-labels", "error", "--no-single-stream"]).arg("--out").arg(&out);
+    cmd.args(["--unknown-labels", "error", "--no-single-stream"])
+        .arg("--out")
+        .arg(&out);
     succeeds(&mut cmd);
     let results = read_json(&out.join("results.json"));
     assert_eq!(results["metrics"]["n"], 7, "{results:#}");
     assert_eq!(results["metrics"]["unknown_gold"], 3, "{results:#}");
     assert_eq!(results["dataset"]["unknown_label_rows"], 3, "{results:#}");
-    assert!(results["metrics"]["correct"].as_u64().unwrap() <= 4, "{results:#}");
+    assert!(
+        results["metrics"]["correct"].as_u64().unwrap() <= 4,
+        "{results:#}"
+    );
     let predictions = read_jsonl(&out.join("predictions.jsonl"));
-    for p in predictions.iter().filter(|p| p["gold"] == "complaint" || p["gold"] == "Warranty") {
+    for p in predictions
+        .iter()
+        .filter(|p| p["gold"] == "complaint" || p["gold"] == "Warranty")
+    {
         assert_eq!(p["correct"], false, "{p}");
     }
 }
@@ -48,16 +63,26 @@ fn unknown_labels_error_counts_them_wrong() {
 fn label_map_makes_unknown_labels_known() {
     let s = Scratch::new();
     let data = s.write("d.csv", WITH_UNKNOWN);
-    let map = s.write("map.json", r#"{"complaint": "Technical Support", "Warranty": "refund"}"#);
+    let map = s.write(
+        "map.json",
+        r#"{"complaint": "Technical Support", "Warranty": "refund"}"#,
+    );
     let out = s.path("out");
     let mut cmd = eval_tiny(&data);
-    cmd.arg("--label-map").arg(&map).arg("--out").arg(&out).arg("--no-single-stream");
+    cmd.arg("--label-map")
+        .arg(&map)
+        .arg("--out")
+        .arg(&out)
+        .arg("--no-single-stream");
     succeeds(&mut cmd);
     let results = read_json(&out.join("results.json"));
     assert_eq!(results["metrics"]["n"], 7, "{results:#}");
     assert_eq!(results["metrics"]["unknown_gold"], 0, "{results:#}");
     let matches = results["dataset"]["label_matches"].as_array().unwrap();
-    let complaint = matches.iter().find(|m| m["dataset_label"] == "complaint").expect("complaint matched");
+    let complaint = matches
+        .iter()
+        .find(|m| m["dataset_label"] == "complaint")
+        .expect("complaint matched");
     assert_eq!(complaint["model_label"], "Technical Support");
     assert_eq!(complaint["how"], "mapped");
 }

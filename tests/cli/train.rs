@@ -46,8 +46,12 @@ fn eval_on(model: &Path, data: &Path, out: &Path) -> assert_cmd::Command {
 }
 
 fn id2label(config: &serde_json::Value) -> Vec<String> {
-    let map = config["id2label"].as_object().unwrap_or_else(|| panic!("no id2label in {config:#}"));
-    (0..map.len()).map(|i| map[&i.to_string()].as_str().unwrap().to_string()).collect()
+    let map = config["id2label"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no id2label in {config:#}"));
+    (0..map.len())
+        .map(|i| map[&i.to_string()].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -57,16 +61,28 @@ fn existing_out_without_overwrite_is_refused() {
     let out = s.path("model-out");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("keep.txt"), "mine").unwrap();
-    fails(&mut train(&tiny_bert(), &data, &out), &["model-out", "already exists", "--overwrite"]);
-    assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "mine");
+    fails(
+        &mut train(&tiny_bert(), &data, &out),
+        &["model-out", "already exists", "--overwrite"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
+        "mine"
+    );
 }
 
 #[test]
 fn training_data_with_a_single_label_is_refused() {
     let s = Scratch::new();
-    let data = s.write("one.csv", "text,label\nmy card was charged twice,billing\nthe invoice is wrong,billing\n");
+    let data = s.write(
+        "one.csv",
+        "text,label\nmy card was charged twice,billing\nthe invoice is wrong,billing\n",
+    );
     let out = s.path("out");
-    let line = fails(&mut train(&tiny_bert(), &data, &out), &["one.csv", "billing", "two labels"]);
+    let line = fails(
+        &mut train(&tiny_bert(), &data, &out),
+        &["one.csv", "billing", "two labels"],
+    );
     assert!(!out.exists(), "{line}");
 }
 
@@ -74,11 +90,17 @@ fn training_data_with_a_single_label_is_refused() {
 fn eval_split_with_labels_missing_from_train_is_refused() {
     let s = Scratch::new();
     let data = s.write("train.csv", TRAIN_CSV);
-    let eval = s.write("heldout.csv", "text,label\nmy card was charged twice,billing\nI want my money back,refund\n");
+    let eval = s.write(
+        "heldout.csv",
+        "text,label\nmy card was charged twice,billing\nI want my money back,refund\n",
+    );
     let out = s.path("out");
     let mut cmd = train(&tiny_bert(), &data, &out);
     cmd.arg("--eval").arg(&eval);
-    fails(&mut cmd, &["heldout.csv", "refund", "not in the training data"]);
+    fails(
+        &mut cmd,
+        &["heldout.csv", "refund", "not in the training data"],
+    );
     assert!(!out.exists());
 }
 
@@ -87,7 +109,10 @@ fn empty_training_file_is_refused() {
     let s = Scratch::new();
     let data = s.write("train.csv", "");
     let out = s.path("out");
-    fails(&mut train(&tiny_bert(), &data, &out), &["train.csv", "empty"]);
+    fails(
+        &mut train(&tiny_bert(), &data, &out),
+        &["train.csv", "empty"],
+    );
     assert!(!out.exists());
 }
 
@@ -96,7 +121,10 @@ fn header_only_training_file_is_refused() {
     let s = Scratch::new();
     let data = s.write("train.csv", "text,label\n");
     let out = s.path("out");
-    fails(&mut train(&tiny_bert(), &data, &out), &["train.csv", "no rows"]);
+    fails(
+        &mut train(&tiny_bert(), &data, &out),
+        &["train.csv", "no rows"],
+    );
     assert!(!out.exists());
 }
 
@@ -106,10 +134,25 @@ fn head_on_minilm_saves_a_sentence_transformers_folder_that_eval_loads() {
     let data = s.write("train.csv", TRAIN_CSV);
     let out = s.path("clf");
     let (stdout, _) = succeeds(&mut train(&minilm(), &data, &out));
-    assert!(stdout.contains("trained a linear head (3 labels"), "{stdout}");
+    assert!(
+        stdout.contains("trained a linear head (3 labels"),
+        "{stdout}"
+    );
 
-    for file in ["modules.json", "3_Dense/model.safetensors", "3_Dense/config.json", "config.json", "training.json", "tokenizer.json", "model.safetensors"] {
-        assert!(out.join(file).is_file(), "{file} missing from {}", out.display());
+    for file in [
+        "modules.json",
+        "3_Dense/model.safetensors",
+        "3_Dense/config.json",
+        "config.json",
+        "training.json",
+        "tokenizer.json",
+        "model.safetensors",
+    ] {
+        assert!(
+            out.join(file).is_file(),
+            "{file} missing from {}",
+            out.display()
+        );
     }
     let config = read_json(&out.join("config.json"));
     assert_eq!(id2label(&config), TRAIN_LABELS);
@@ -117,7 +160,11 @@ fn head_on_minilm_saves_a_sentence_transformers_folder_that_eval_loads() {
     assert_eq!(training["recipe"], "head-only", "{training:#}");
     assert_eq!(training["pooling"], "mean", "{training:#}");
     assert_eq!(training["data"]["rows"], 12, "{training:#}");
-    assert_eq!(training["labels"], serde_json::json!(TRAIN_LABELS), "{training:#}");
+    assert_eq!(
+        training["labels"],
+        serde_json::json!(TRAIN_LABELS),
+        "{training:#}"
+    );
 
     let results_dir = s.path("eval");
     let (stdout, _) = succeeds(&mut eval_on(&out, &data, &results_dir));
@@ -127,7 +174,10 @@ fn head_on_minilm_saves_a_sentence_transformers_folder_that_eval_loads() {
     assert_eq!(results["model"]["num_labels"], 3, "{results:#}");
     // 12 points in 384 dimensions: the head fits its own training data.
     let accuracy = results["metrics"]["accuracy"].as_f64().unwrap();
-    assert!(accuracy >= 0.9, "accuracy on the training data {accuracy}: {results:#}");
+    assert!(
+        accuracy >= 0.9,
+        "accuracy on the training data {accuracy}: {results:#}"
+    );
 }
 
 #[test]
@@ -137,7 +187,11 @@ fn head_on_minilm_with_cls_pooling_saves_a_bert_classifier() {
     let out = s.path("clf-cls");
     succeeds(train(&minilm(), &data, &out).args(["--pooling", "cls"]));
     let config = read_json(&out.join("config.json"));
-    assert_eq!(config["architectures"], serde_json::json!(["BertForSequenceClassification"]), "{config:#}");
+    assert_eq!(
+        config["architectures"],
+        serde_json::json!(["BertForSequenceClassification"]),
+        "{config:#}"
+    );
     assert_eq!(id2label(&config), TRAIN_LABELS);
     assert!(out.join("training.json").is_file());
 
@@ -145,7 +199,10 @@ fn head_on_minilm_with_cls_pooling_saves_a_bert_classifier() {
     succeeds(&mut eval_on(&out, &data, &results_dir));
     let results = read_json(&results_dir.join("results.json"));
     assert_eq!(results["metrics"]["n"], 12, "{results:#}");
-    assert_eq!(results["model"]["architecture"], "BertForSequenceClassification", "{results:#}");
+    assert_eq!(
+        results["model"]["architecture"], "BertForSequenceClassification",
+        "{results:#}"
+    );
 }
 
 #[test]

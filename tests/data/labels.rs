@@ -1,7 +1,5 @@
 //! `data::match_labels` in every mode, with map files on disk, and the unknown-labels message.
 
-
-
 use std::path::Path;
 
 use crate::common::{chain, Files};
@@ -133,7 +131,10 @@ fn map_file_errors_name_the_map() {
     );
     let err = failed(&["a"], MODEL, Some(&bad));
     assert!(
-        err.starts_with(&format!("{}: line 3: not valid JSON (expected `:`, at column 10)", bad.display())),
+        err.starts_with(&format!(
+            "{}: line 3: not valid JSON (expected `:`, at column 10)",
+            bad.display()
+        )),
         "{err}"
     );
 

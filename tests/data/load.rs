@@ -1,12 +1,10 @@
 //! `data::load` on real files: every format, column rules, and every error a user can hit.
 
-
-
 use std::path::Path;
 
 use crate::common::{chain, Files};
-use taskbench::data::{load, DataError, Dataset, Format, LoadOptions};
 use sha2::{Digest, Sha256};
+use taskbench::data::{load, DataError, Dataset, Format, LoadOptions};
 
 fn labelled() -> LoadOptions {
     LoadOptions::default()

@@ -1,7 +1,5 @@
 //! `stratified_sample` and `stratified_split`: proportions, determinism, file order, edge cases.
 
-
-
 use std::collections::{BTreeMap, HashSet};
 
 use crate::common::Files;

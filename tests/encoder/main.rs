@@ -34,7 +34,10 @@ fn minilm_dir() -> PathBuf {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Checks ids, single-item and batched probabilities of every reference case.
@@ -42,10 +45,24 @@ fn check_against_reference(model: &Encoder, reference: &Reference) {
     let texts: Vec<&str> = reference.cases.iter().map(|c| c.text.as_str()).collect();
     let tokenized = model.tokenize(&texts).unwrap();
     for (case, tok) in reference.cases.iter().zip(&tokenized) {
-        assert_eq!(tok.ids, case.input_ids, "token ids differ for case {} ({:?})", case.index, preview(&case.text));
-        assert_eq!(tok.truncated_from.is_some(), case.truncated, "truncation flag for case {}", case.index);
+        assert_eq!(
+            tok.ids,
+            case.input_ids,
+            "token ids differ for case {} ({:?})",
+            case.index,
+            preview(&case.text)
+        );
+        assert_eq!(
+            tok.truncated_from.is_some(),
+            case.truncated,
+            "truncation flag for case {}",
+            case.index
+        );
     }
-    let singles: Vec<Vec<f32>> = tokenized.iter().map(|t| model.classify(&[t]).unwrap().remove(0)).collect();
+    let singles: Vec<Vec<f32>> = tokenized
+        .iter()
+        .map(|t| model.classify(&[t]).unwrap().remove(0))
+        .collect();
     let batch_refs: Vec<&TokenizedText> = tokenized.iter().collect();
     let batched = model.classify(&batch_refs).unwrap();
     let mut worst = 0.0f32;
@@ -54,9 +71,17 @@ fn check_against_reference(model: &Encoder, reference: &Reference) {
         worst = worst.max(diff);
         assert!(diff <= PROB_TOLERANCE, "case {} ({:?}): max abs diff {diff:e} > {PROB_TOLERANCE:e}\n ours {single:?}\n  ref {:?}", case.index, preview(&case.text), case.probs_single);
         let diff_batch = max_abs_diff(batch, single);
-        assert!(diff_batch <= BATCH_TOLERANCE, "case {}: batched differs from single by {diff_batch:e}", case.index);
+        assert!(
+            diff_batch <= BATCH_TOLERANCE,
+            "case {}: batched differs from single by {diff_batch:e}",
+            case.index
+        );
     }
-    eprintln!("{}: {} cases, worst max abs diff {worst:e}", reference.fixture, reference.cases.len());
+    eprintln!(
+        "{}: {} cases, worst max abs diff {worst:e}",
+        reference.fixture,
+        reference.cases.len()
+    );
 }
 
 fn preview(text: &str) -> String {
@@ -92,13 +117,27 @@ fn tiny_roberta_matches_transformers() {
 #[test]
 fn labels_come_from_id2label_in_id_order() {
     let model = Encoder::load(&fixtures().join("tiny-roberta"), "tiny", &Device::Cpu).unwrap();
-    assert_eq!(model.labels(), ["billing", "refund", "Technical Support", "shipping", "other"]);
+    assert_eq!(
+        model.labels(),
+        [
+            "billing",
+            "refund",
+            "Technical Support",
+            "shipping",
+            "other"
+        ]
+    );
 }
 
 /// Copies the backbone's tokenizer files and returns its tensors.
 fn backbone_into(dir: &Path) -> HashMap<String, Tensor> {
     let src = minilm_dir();
-    for file in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"] {
+    for file in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+    ] {
         std::fs::copy(src.join(file), dir.join(file)).unwrap();
     }
     candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap()
@@ -106,9 +145,14 @@ fn backbone_into(dir: &Path) -> HashMap<String, Tensor> {
 
 fn config_with_labels(architecture: &str, labels: &[String]) -> serde_json::Value {
     let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(minilm_dir().join("config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(minilm_dir().join("config.json")).unwrap())
+            .unwrap();
     config["architectures"] = serde_json::json!([architecture]);
-    config["id2label"] = labels.iter().enumerate().map(|(i, l)| (i.to_string(), serde_json::json!(l))).collect();
+    config["id2label"] = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i.to_string(), serde_json::json!(l)))
+        .collect();
     config
 }
 
@@ -116,9 +160,17 @@ fn config_with_labels(architecture: &str, labels: &[String]) -> serde_json::Valu
 fn minilm_with_a_bert_pooler_head_matches_transformers() {
     let reference = Reference::load(&fixtures().join("minilm-head/reference_pooler.json"));
     let tmp = tempfile::tempdir().unwrap();
-    let mut tensors: HashMap<String, Tensor> =
-        backbone_into(tmp.path()).into_iter().map(|(k, v)| (format!("bert.{k}"), v)).collect();
-    tensors.extend(candle_core::safetensors::load(fixtures().join("minilm-head/pooler_classifier.safetensors"), &Device::Cpu).unwrap());
+    let mut tensors: HashMap<String, Tensor> = backbone_into(tmp.path())
+        .into_iter()
+        .map(|(k, v)| (format!("bert.{k}"), v))
+        .collect();
+    tensors.extend(
+        candle_core::safetensors::load(
+            fixtures().join("minilm-head/pooler_classifier.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap(),
+    );
     candle_core::safetensors::save(&tensors, tmp.path().join("model.safetensors")).unwrap();
     let config = config_with_labels("BertForSequenceClassification", &reference.labels());
     std::fs::write(tmp.path().join("config.json"), config.to_string()).unwrap();
@@ -135,13 +187,23 @@ fn minilm_mean_pooled_dense_head_matches_sentence_transformers_pipeline() {
     let tensors = backbone_into(tmp.path());
     candle_core::safetensors::save(&tensors, tmp.path().join("model.safetensors")).unwrap();
     let src = minilm_dir();
-    for file in ["sentence_bert_config.json"] {
-        std::fs::copy(src.join(file), tmp.path().join(file)).unwrap();
-    }
+    std::fs::copy(
+        src.join("sentence_bert_config.json"),
+        tmp.path().join("sentence_bert_config.json"),
+    )
+    .unwrap();
     std::fs::create_dir_all(tmp.path().join("1_Pooling")).unwrap();
-    std::fs::copy(src.join("1_Pooling/config.json"), tmp.path().join("1_Pooling/config.json")).unwrap();
+    std::fs::copy(
+        src.join("1_Pooling/config.json"),
+        tmp.path().join("1_Pooling/config.json"),
+    )
+    .unwrap();
     std::fs::create_dir_all(tmp.path().join("3_Dense")).unwrap();
-    std::fs::copy(fixtures().join("minilm-head/mean_dense.safetensors"), tmp.path().join("3_Dense/model.safetensors")).unwrap();
+    std::fs::copy(
+        fixtures().join("minilm-head/mean_dense.safetensors"),
+        tmp.path().join("3_Dense/model.safetensors"),
+    )
+    .unwrap();
     let dense = serde_json::json!({"in_features": 384, "out_features": reference.num_labels, "bias": true, "activation_function": "torch.nn.modules.linear.Identity"});
     std::fs::write(tmp.path().join("3_Dense/config.json"), dense.to_string()).unwrap();
     let modules = serde_json::json!([
@@ -154,7 +216,11 @@ fn minilm_mean_pooled_dense_head_matches_sentence_transformers_pipeline() {
     let config = config_with_labels("BertModel", &reference.labels());
     std::fs::write(tmp.path().join("config.json"), config.to_string()).unwrap();
     let model = Encoder::load(tmp.path(), "minilm-mean", &Device::Cpu).unwrap();
-    assert_eq!(model.max_tokens(), 256, "sentence-transformers max_seq_length");
+    assert_eq!(
+        model.max_tokens(),
+        256,
+        "sentence-transformers max_seq_length"
+    );
     check_against_reference(&model, &reference);
 }
 
@@ -162,6 +228,8 @@ fn minilm_mean_pooled_dense_head_matches_sentence_transformers_pipeline() {
 fn a_backbone_without_head_is_not_a_classifier() {
     let model = Encoder::load(&minilm_dir(), "minilm", &Device::Cpu).unwrap();
     let err = model.require_head().unwrap_err().to_string();
-    assert!(err.contains("no classification head") && err.contains("taskbench train --head-only"), "{err}");
+    assert!(
+        err.contains("no classification head") && err.contains("taskbench train --head-only"),
+        "{err}"
+    );
 }
-

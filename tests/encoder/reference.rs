@@ -26,12 +26,15 @@ pub struct Case {
 
 impl Reference {
     pub fn load(path: &Path) -> Self {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
     /// Labels in id order.
     pub fn labels(&self) -> Vec<String> {
-        (0..self.num_labels).map(|i| self.id2label[&i.to_string()].clone()).collect()
+        (0..self.num_labels)
+            .map(|i| self.id2label[&i.to_string()].clone())
+            .collect()
     }
 }

@@ -2,8 +2,6 @@
 //! binary (so their own process) and take `ENV_LOCK`, so they never race each
 //! other or the tests in other files.
 
-
-
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -1,8 +1,6 @@
 //! Resolution tests with explicit settings (no environment, no internet: the
 //! online tests talk to a stand-in Hub on 127.0.0.1).
 
-
-
 use std::path::{Path, PathBuf};
 
 use crate::common::*;

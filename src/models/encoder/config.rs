@@ -94,10 +94,11 @@ impl EncoderConfig {
             path: path.to_owned(),
             source,
         })?;
-        let raw: RawConfig = serde_json::from_str(&text).map_err(|source| EncoderError::Config {
-            path: path.to_owned(),
-            message: source.to_string(),
-        })?;
+        let raw: RawConfig =
+            serde_json::from_str(&text).map_err(|source| EncoderError::Config {
+                path: path.to_owned(),
+                message: source.to_string(),
+            })?;
         raw.into_config(path)
     }
 }
@@ -136,17 +137,25 @@ struct RawConfig {
 
 impl RawConfig {
     fn into_config(self, path: &Path) -> Result<EncoderConfig, EncoderError> {
-        let bad = |message: String| EncoderError::Config { path: path.to_owned(), message };
+        let bad = |message: String| EncoderError::Config {
+            path: path.to_owned(),
+            message,
+        };
         let architecture = self
             .architectures
             .as_ref()
             .and_then(|a| a.first().cloned())
             .unwrap_or_default();
         let model_type = self.model_type.clone().unwrap_or_default();
-        let family = family_of(&model_type, &architecture).ok_or_else(|| EncoderError::Unsupported {
-            path: path.to_owned(),
-            found: if architecture.is_empty() { model_type.clone() } else { architecture.clone() },
-        })?;
+        let family =
+            family_of(&model_type, &architecture).ok_or_else(|| EncoderError::Unsupported {
+                path: path.to_owned(),
+                found: if architecture.is_empty() {
+                    model_type.clone()
+                } else {
+                    architecture.clone()
+                },
+            })?;
         if let Some(kind) = &self.position_embedding_type {
             if kind != "absolute" {
                 return Err(bad(format!(
@@ -157,7 +166,8 @@ impl RawConfig {
         if self.sinusoidal_pos_embds {
             return Err(bad("sinusoidal_pos_embds = true is not supported".into()));
         }
-        let need = |v: Option<usize>, name: &str| v.ok_or_else(|| bad(format!("missing field `{name}`")));
+        let need =
+            |v: Option<usize>, name: &str| v.ok_or_else(|| bad(format!("missing field `{name}`")));
         let is_distil = family == Family::DistilBert;
         let (hidden, layers, heads, inter, act) = if is_distil {
             (
@@ -177,16 +187,25 @@ impl RawConfig {
             )
         };
         if heads == 0 || hidden % heads != 0 {
-            return Err(bad(format!("hidden size {hidden} is not a multiple of {heads} heads")));
+            return Err(bad(format!(
+                "hidden size {hidden} is not a multiple of {heads} heads"
+            )));
         }
         let activation = match act.as_str() {
             "gelu" => Activation::GeluErf,
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
             "relu" => Activation::Relu,
-            other => return Err(bad(format!("activation \"{other}\" is not supported (gelu, gelu_new, relu)"))),
+            other => {
+                return Err(bad(format!(
+                    "activation \"{other}\" is not supported (gelu, gelu_new, relu)"
+                )))
+            }
         };
-        let pad_token_id = self.pad_token_id.unwrap_or(if family == Family::Roberta { 1 } else { 0 });
-        let max_position_embeddings = need(self.max_position_embeddings, "max_position_embeddings")?;
+        let pad_token_id =
+            self.pad_token_id
+                .unwrap_or(if family == Family::Roberta { 1 } else { 0 });
+        let max_position_embeddings =
+            need(self.max_position_embeddings, "max_position_embeddings")?;
         let config = EncoderConfig {
             family,
             model_type,
@@ -198,13 +217,26 @@ impl RawConfig {
             intermediate_size: inter,
             activation,
             max_position_embeddings,
-            type_vocab_size: if is_distil { 0 } else { self.type_vocab_size.unwrap_or(2) },
-            layer_norm_eps: if is_distil { 1e-12 } else { self.layer_norm_eps.unwrap_or(1e-12) },
+            type_vocab_size: if is_distil {
+                0
+            } else {
+                self.type_vocab_size.unwrap_or(2)
+            },
+            layer_norm_eps: if is_distil {
+                1e-12
+            } else {
+                self.layer_norm_eps.unwrap_or(1e-12)
+            },
             pad_token_id,
-            id2label: self.id2label.map(|m| labels_in_id_order(m, path)).transpose()?,
+            id2label: self
+                .id2label
+                .map(|m| labels_in_id_order(m, path))
+                .transpose()?,
         };
         if config.max_position_embeddings <= config.position_offset() {
-            return Err(bad("max_position_embeddings is smaller than the position offset".into()));
+            return Err(bad(
+                "max_position_embeddings is smaller than the position offset".into(),
+            ));
         }
         Ok(config)
     }
@@ -212,10 +244,19 @@ impl RawConfig {
 
 fn family_of(model_type: &str, architecture: &str) -> Option<Family> {
     let by_arch = match architecture {
-        "BertForSequenceClassification" | "BertModel" | "BertForMaskedLM" | "BertForPreTraining" => Some(Family::Bert),
-        "DistilBertForSequenceClassification" | "DistilBertModel" | "DistilBertForMaskedLM" => Some(Family::DistilBert),
-        "RobertaForSequenceClassification" | "RobertaModel" | "RobertaForMaskedLM"
-        | "XLMRobertaForSequenceClassification" | "XLMRobertaModel" | "XLMRobertaForMaskedLM" => Some(Family::Roberta),
+        "BertForSequenceClassification"
+        | "BertModel"
+        | "BertForMaskedLM"
+        | "BertForPreTraining" => Some(Family::Bert),
+        "DistilBertForSequenceClassification" | "DistilBertModel" | "DistilBertForMaskedLM" => {
+            Some(Family::DistilBert)
+        }
+        "RobertaForSequenceClassification"
+        | "RobertaModel"
+        | "RobertaForMaskedLM"
+        | "XLMRobertaForSequenceClassification"
+        | "XLMRobertaModel"
+        | "XLMRobertaForMaskedLM" => Some(Family::Roberta),
         "" => None,
         _ => return None,
     };
@@ -228,7 +269,10 @@ fn family_of(model_type: &str, architecture: &str) -> Option<Family> {
 }
 
 /// HF writes `id2label` as a JSON object keyed by the id as a string.
-fn labels_in_id_order(map: BTreeMap<String, String>, path: &Path) -> Result<Vec<String>, EncoderError> {
+fn labels_in_id_order(
+    map: BTreeMap<String, String>,
+    path: &Path,
+) -> Result<Vec<String>, EncoderError> {
     let mut pairs = Vec::with_capacity(map.len());
     for (id, label) in map {
         let id: usize = id.parse().map_err(|_| EncoderError::Config {

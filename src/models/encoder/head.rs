@@ -60,7 +60,10 @@ pub enum Head {
     /// BERT: `classifier` on the pooler output (the pooler lives in [`Features`]).
     Linear(Linear),
     /// DistilBERT: `pre_classifier` -> ReLU -> `classifier`.
-    DistilBert { pre_classifier: Linear, classifier: Linear },
+    DistilBert {
+        pre_classifier: Linear,
+        classifier: Linear,
+    },
     /// RoBERTa / XLM-R: `classifier.dense` -> tanh -> `classifier.out_proj`.
     Roberta { dense: Linear, out_proj: Linear },
 }
@@ -85,10 +88,13 @@ impl Head {
     pub fn forward(&self, features: &Tensor) -> Result<Tensor> {
         match self {
             Head::Linear(linear) => linear.forward(features),
-            Head::DistilBert { pre_classifier, classifier } => {
-                classifier.forward(&pre_classifier.forward(features)?.relu()?)
+            Head::DistilBert {
+                pre_classifier,
+                classifier,
+            } => classifier.forward(&pre_classifier.forward(features)?.relu()?),
+            Head::Roberta { dense, out_proj } => {
+                out_proj.forward(&dense.forward(features)?.tanh()?)
             }
-            Head::Roberta { dense, out_proj } => out_proj.forward(&dense.forward(features)?.tanh()?),
         }
     }
 }

@@ -7,8 +7,8 @@
 
 pub mod config;
 pub mod head;
-pub mod save;
 mod ops;
+pub mod save;
 pub mod transformer;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +25,10 @@ use super::{Classifier, ModelInfo, TokenizedText};
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {reason}; a model is a folder with config.json, model.safetensors and tokenizer.json", path.display())]
     NotAFolder { path: PathBuf, reason: &'static str },
     #[error("{}: not a model folder: missing {file}", dir.display())]
@@ -57,8 +60,11 @@ impl From<candle_core::Error> for EncoderError {
 /// without the path it adds (taskbench names the file itself).
 pub fn candle_message(err: &candle_core::Error) -> String {
     match err {
-        candle_core::Error::WithBacktrace { inner, .. } | candle_core::Error::WithPath { inner, .. } => candle_message(inner),
-        candle_core::Error::Context { inner, context } => format!("{context}: {}", candle_message(inner)),
+        candle_core::Error::WithBacktrace { inner, .. }
+        | candle_core::Error::WithPath { inner, .. } => candle_message(inner),
+        candle_core::Error::Context { inner, context } => {
+            format!("{context}: {}", candle_message(inner))
+        }
         other => other.to_string(),
     }
 }
@@ -86,11 +92,16 @@ impl Encoder {
         let config = EncoderConfig::from_file(&required(dir, "config.json")?)?;
         let weights_path = required(dir, "model.safetensors")?;
         let tokenizer_path = required(dir, "tokenizer.json")?;
-        let weights_err = |e: candle_core::Error| EncoderError::Weights { path: weights_path.clone(), message: candle_message(&e) };
+        let weights_err = |e: candle_core::Error| EncoderError::Weights {
+            path: weights_path.clone(),
+            message: candle_message(&e),
+        };
         check_safetensors(&weights_path)?;
         // SAFETY: the file is mapped read-only; taskbench never writes a weights file it has
         // mapped, and tensors are copied out of the map at load.
-        let root = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, device) }.map_err(weights_err)?;
+        let root =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, device) }
+                .map_err(weights_err)?;
         let prefix = config.family.backbone_prefix(&config.model_type);
         let backbone = find_backbone(&root, prefix).ok_or_else(|| EncoderError::Weights {
             path: weights_path.clone(),
@@ -103,7 +114,11 @@ impl Encoder {
         let pooler = load_pooler(&backbone, &config).map_err(weights_err)?;
         let (features, head) = match &st {
             Some(st) => {
-                let features = Features { pooling: st.pooling, pooler: None, normalize: st.normalize };
+                let features = Features {
+                    pooling: st.pooling,
+                    pooler: None,
+                    normalize: st.normalize,
+                };
                 let head = match &st.dense {
                     Some(dense_dir) => Some(load_dense_head(dense_dir, &config, dir, device)?),
                     None => None,
@@ -112,19 +127,40 @@ impl Encoder {
             }
             None => {
                 let head = if config.architecture.ends_with("ForSequenceClassification") {
-                    let labels = config.id2label.clone().ok_or_else(|| EncoderError::Config {
-                        path: dir.join("config.json"),
-                        message: format!("{} without id2label", config.architecture),
-                    })?;
-                    Some((Head::load_hf(&root, &config, labels.len()).map_err(weights_err)?, labels))
+                    let labels = config
+                        .id2label
+                        .clone()
+                        .ok_or_else(|| EncoderError::Config {
+                            path: dir.join("config.json"),
+                            message: format!("{} without id2label", config.architecture),
+                        })?;
+                    Some((
+                        Head::load_hf(&root, &config, labels.len()).map_err(weights_err)?,
+                        labels,
+                    ))
                 } else {
                     None
                 };
-                (Features { pooling: Pooling::Cls, pooler: pooler.clone(), normalize: false }, head)
+                (
+                    Features {
+                        pooling: Pooling::Cls,
+                        pooler: pooler.clone(),
+                        normalize: false,
+                    },
+                    head,
+                )
             }
         };
-        if config.family == Family::Bert && features.pooling == Pooling::Cls && features.pooler.is_none() && head.is_some() && st.is_none() {
-            return Err(EncoderError::Weights { path: weights_path, message: "BertForSequenceClassification without `bert.pooler.dense` weights".into() });
+        if config.family == Family::Bert
+            && features.pooling == Pooling::Cls
+            && features.pooler.is_none()
+            && head.is_some()
+            && st.is_none()
+        {
+            return Err(EncoderError::Weights {
+                path: weights_path,
+                message: "BertForSequenceClassification without `bert.pooler.dense` weights".into(),
+            });
         }
         let max_tokens = max_tokens(dir, &config, st.as_ref().and_then(|s| s.max_seq_length))?;
         let tokenizer = load_tokenizer(&tokenizer_path, max_tokens)?;
@@ -166,7 +202,10 @@ impl Encoder {
     pub fn require_head(&self) -> Result<(), EncoderError> {
         match self.head {
             Some(_) => Ok(()),
-            None => Err(EncoderError::NoHead { dir: self.dir.clone(), architecture: self.config.architecture.clone() }),
+            None => Err(EncoderError::NoHead {
+                dir: self.dir.clone(),
+                architecture: self.config.architecture.clone(),
+            }),
         }
     }
 
@@ -216,7 +255,11 @@ impl Encoder {
         Ok(encodings
             .into_iter()
             .map(|enc| {
-                let overflow: usize = enc.get_overflowing().iter().map(|o| o.get_ids().len()).sum();
+                let overflow: usize = enc
+                    .get_overflowing()
+                    .iter()
+                    .map(|o| o.get_ids().len())
+                    .sum();
                 TokenizedText {
                     ids: enc.get_ids().to_vec(),
                     type_ids: enc.get_type_ids().to_vec(),
@@ -227,21 +270,44 @@ impl Encoder {
     }
 
     fn packed(&self, batch: &[&TokenizedText]) -> candle_core::Result<PackedBatch> {
-        let sequences: Vec<(Vec<u32>, Vec<u32>)> = batch.iter().map(|t| (t.ids.clone(), t.type_ids.clone())).collect();
+        let sequences: Vec<(Vec<u32>, Vec<u32>)> = batch
+            .iter()
+            .map(|t| (t.ids.clone(), t.type_ids.clone()))
+            .collect();
         PackedBatch::new(&sequences, self.transformer.positions(), &self.device)
     }
 
     /// Pooled features `(batch, hidden)` with the given extractor settings.
-    pub fn features_with(&self, batch: &[&TokenizedText], pooling: Pooling, normalize: bool) -> Result<Tensor, EncoderError> {
+    pub fn features_with(
+        &self,
+        batch: &[&TokenizedText],
+        pooling: Pooling,
+        normalize: bool,
+    ) -> Result<Tensor, EncoderError> {
         let packed = self.packed(batch)?;
         let hidden = self.transformer.forward(&packed)?;
-        let features = Features { pooling, pooler: if pooling == Pooling::Cls { self.pooler.clone() } else { None }, normalize };
+        let features = Features {
+            pooling,
+            pooler: if pooling == Pooling::Cls {
+                self.pooler.clone()
+            } else {
+                None
+            },
+            normalize,
+        };
         Ok(features.apply(&hidden, &packed)?)
     }
 
     /// [`Self::features_with`] as one `Vec` per item.
-    pub fn feature_rows(&self, batch: &[&TokenizedText], pooling: Pooling, normalize: bool) -> Result<Vec<Vec<f32>>, EncoderError> {
-        Ok(self.features_with(batch, pooling, normalize)?.to_vec2::<f32>()?)
+    pub fn feature_rows(
+        &self,
+        batch: &[&TokenizedText],
+        pooling: Pooling,
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>, EncoderError> {
+        Ok(self
+            .features_with(batch, pooling, normalize)?
+            .to_vec2::<f32>()?)
     }
 
     /// Whether the checkpoint's own features are L2-normalised (sentence-transformers).
@@ -251,7 +317,10 @@ impl Encoder {
 
     /// Logits `(batch, labels)`.
     pub fn logits(&self, batch: &[&TokenizedText]) -> Result<Tensor, EncoderError> {
-        let (head, _) = self.head.as_ref().ok_or_else(|| EncoderError::NoHead { dir: self.dir.clone(), architecture: self.config.architecture.clone() })?;
+        let (head, _) = self.head.as_ref().ok_or_else(|| EncoderError::NoHead {
+            dir: self.dir.clone(),
+            architecture: self.config.architecture.clone(),
+        })?;
         let packed = self.packed(batch)?;
         let hidden = self.transformer.forward(&packed)?;
         Ok(head.forward(&self.features.apply(&hidden, &packed)?)?)
@@ -265,7 +334,9 @@ impl Encoder {
 
 impl Classifier for Encoder {
     fn labels(&self) -> &[String] {
-        self.head.as_ref().map_or(&[], |(_, labels)| labels.as_slice())
+        self.head
+            .as_ref()
+            .map_or(&[], |(_, labels)| labels.as_slice())
     }
 
     fn tokenize(&self, texts: &[&str]) -> anyhow::Result<Vec<TokenizedText>> {
@@ -277,7 +348,11 @@ impl Classifier for Encoder {
             return Ok(Vec::new());
         }
         let logits = self.logits(batch)?;
-        let probs = || candle_nn::ops::softmax_last_dim(&logits)?.to_dtype(DType::F32)?.to_vec2::<f32>();
+        let probs = || {
+            candle_nn::ops::softmax_last_dim(&logits)?
+                .to_dtype(DType::F32)?
+                .to_vec2::<f32>()
+        };
         Ok(probs().map_err(EncoderError::from)?)
     }
 
@@ -289,9 +364,15 @@ impl Classifier for Encoder {
 /// Reads the safetensors header and checks that it describes the whole file, so a truncated
 /// download or a corrupt file is named as such before candle maps it.
 fn check_safetensors(path: &Path) -> Result<(), EncoderError> {
-    let file = std::fs::File::open(path).map_err(|source| EncoderError::Io { path: path.to_owned(), source })?;
+    let file = std::fs::File::open(path).map_err(|source| EncoderError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     // SAFETY: read-only map of a file taskbench does not modify while it is mapped.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| EncoderError::Io { path: path.to_owned(), source })?;
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| EncoderError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     safetensors::SafeTensors::deserialize(&map).map(|_| ()).map_err(|e| EncoderError::Weights {
         path: path.to_owned(),
         message: format!("not a valid safetensors file, truncated or corrupt ({e}); download or export it again"),
@@ -300,16 +381,25 @@ fn check_safetensors(path: &Path) -> Result<(), EncoderError> {
 
 fn required(dir: &Path, file: &str) -> Result<PathBuf, EncoderError> {
     if !dir.exists() {
-        return Err(EncoderError::NotAFolder { path: dir.to_owned(), reason: "no such model folder" });
+        return Err(EncoderError::NotAFolder {
+            path: dir.to_owned(),
+            reason: "no such model folder",
+        });
     }
     if !dir.is_dir() {
-        return Err(EncoderError::NotAFolder { path: dir.to_owned(), reason: "this is a file, not a model folder" });
+        return Err(EncoderError::NotAFolder {
+            path: dir.to_owned(),
+            reason: "this is a file, not a model folder",
+        });
     }
     let path = dir.join(file);
     if path.is_file() {
         Ok(path)
     } else {
-        Err(EncoderError::MissingFile { dir: dir.to_owned(), file: file.to_string() })
+        Err(EncoderError::MissingFile {
+            dir: dir.to_owned(),
+            file: file.to_string(),
+        })
     }
 }
 
@@ -326,7 +416,11 @@ fn find_backbone<'a>(root: &VarBuilder<'a>, prefix: &str) -> Option<VarBuilder<'
 
 fn load_pooler(backbone: &VarBuilder, cfg: &EncoderConfig) -> candle_core::Result<Option<Linear>> {
     if cfg.family == Family::Bert && backbone.contains_tensor("pooler.dense.weight") {
-        Ok(Some(Linear::load(&backbone.pp("pooler.dense"), cfg.hidden_size, cfg.hidden_size)?))
+        Ok(Some(Linear::load(
+            &backbone.pp("pooler.dense"),
+            cfg.hidden_size,
+            cfg.hidden_size,
+        )?))
     } else {
         Ok(None)
     }
@@ -347,7 +441,12 @@ impl SentenceTransformersLayout {
             return Ok(None);
         }
         let modules: Vec<StModule> = read_json(&modules_path)?;
-        let mut layout = SentenceTransformersLayout { pooling: Pooling::Mean, normalize: false, dense: None, max_seq_length: None };
+        let mut layout = SentenceTransformersLayout {
+            pooling: Pooling::Mean,
+            normalize: false,
+            dense: None,
+            max_seq_length: None,
+        };
         let mut saw_pooling = false;
         for module in &modules {
             match module.kind.rsplit('.').next().unwrap_or_default() {
@@ -381,12 +480,18 @@ impl SentenceTransformersLayout {
             }
         }
         if !saw_pooling {
-            return Err(EncoderError::Config { path: modules_path, message: "no Pooling module".into() });
+            return Err(EncoderError::Config {
+                path: modules_path,
+                message: "no Pooling module".into(),
+            });
         }
         let st_config = dir.join("sentence_bert_config.json");
         if st_config.is_file() {
             let value: serde_json::Value = read_json(&st_config)?;
-            layout.max_seq_length = value.get("max_seq_length").and_then(|v| v.as_u64()).map(|v| v as usize);
+            layout.max_seq_length = value
+                .get("max_seq_length")
+                .and_then(|v| v.as_u64())
+                .map(|v| v as usize);
         }
         Ok(Some(layout))
     }
@@ -394,19 +499,30 @@ impl SentenceTransformersLayout {
 
 /// A `Dense` module with identity activation used as a classification head; its labels are
 /// `id2label` in the folder's `config.json`.
-fn load_dense_head(dense_dir: &Path, cfg: &EncoderConfig, dir: &Path, device: &Device) -> Result<(Head, Vec<String>), EncoderError> {
+fn load_dense_head(
+    dense_dir: &Path,
+    cfg: &EncoderConfig,
+    dir: &Path,
+    device: &Device,
+) -> Result<(Head, Vec<String>), EncoderError> {
     let config_path = dense_dir.join("config.json");
     let dense: StDenseConfig = read_json(&config_path)?;
     if dense.activation_function != IDENTITY {
         return Err(EncoderError::Config {
             path: config_path,
-            message: format!("a Dense head must have activation {IDENTITY}, found {}", dense.activation_function),
+            message: format!(
+                "a Dense head must have activation {IDENTITY}, found {}",
+                dense.activation_function
+            ),
         });
     }
     if dense.in_features != cfg.hidden_size || !dense.bias {
         return Err(EncoderError::Config {
             path: config_path,
-            message: format!("expected in_features {} with a bias, found {} (bias {})", cfg.hidden_size, dense.in_features, dense.bias),
+            message: format!(
+                "expected in_features {} with a bias, found {} (bias {})",
+                cfg.hidden_size, dense.in_features, dense.bias
+            ),
         });
     }
     let labels = cfg.id2label.clone().ok_or_else(|| EncoderError::Config {
@@ -416,32 +532,51 @@ fn load_dense_head(dense_dir: &Path, cfg: &EncoderConfig, dir: &Path, device: &D
     if labels.len() != dense.out_features {
         return Err(EncoderError::Config {
             path: config_path,
-            message: format!("out_features {} does not match the {} labels of id2label", dense.out_features, labels.len()),
+            message: format!(
+                "out_features {} does not match the {} labels of id2label",
+                dense.out_features,
+                labels.len()
+            ),
         });
     }
     let weights = required(dense_dir, "model.safetensors")?;
-    let weights_err = |e: candle_core::Error| EncoderError::Weights { path: weights.clone(), message: candle_message(&e) };
+    let weights_err = |e: candle_core::Error| EncoderError::Weights {
+        path: weights.clone(),
+        message: candle_message(&e),
+    };
     check_safetensors(&weights)?;
     // SAFETY: as in `Encoder::load`, a read-only map copied out at load.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }.map_err(weights_err)?;
-    let linear = Linear::load(&vb.pp("linear"), dense.in_features, dense.out_features).map_err(weights_err)?;
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+        .map_err(weights_err)?;
+    let linear = Linear::load(&vb.pp("linear"), dense.in_features, dense.out_features)
+        .map_err(weights_err)?;
     Ok((Head::Linear(linear), labels))
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EncoderError> {
-    let text = std::fs::read_to_string(path).map_err(|source| EncoderError::Io { path: path.to_owned(), source })?;
-    serde_json::from_str(&text).map_err(|e| EncoderError::Config { path: path.to_owned(), message: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|source| EncoderError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| EncoderError::Config {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// The longest input: the position table, capped by the tokenizer's `model_max_length` and a
 /// sentence-transformers `max_seq_length`, as those libraries truncate.
-fn max_tokens(dir: &Path, cfg: &EncoderConfig, st_max: Option<usize>) -> Result<usize, EncoderError> {
+fn max_tokens(
+    dir: &Path,
+    cfg: &EncoderConfig,
+    st_max: Option<usize>,
+) -> Result<usize, EncoderError> {
     let mut limit = cfg.max_tokens();
     let tok_cfg = dir.join("tokenizer_config.json");
     if tok_cfg.is_file() {
         let value: serde_json::Value = read_json(&tok_cfg)?;
         if let Some(n) = value.get("model_max_length").and_then(|v| v.as_f64()) {
-            if n >= 1.0 && n < 1e9 {
+            if (1.0..1e9).contains(&n) {
                 limit = limit.min(n as usize);
             }
         }
@@ -456,11 +591,17 @@ fn max_tokens(dir: &Path, cfg: &EncoderConfig, st_max: Option<usize>) -> Result<
 /// padding or truncation setting of its own (all-MiniLM-L6-v2 pads to 128), which
 /// transformers also overrides per call.
 fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer, EncoderError> {
-    let err = |message: String| EncoderError::Tokenizer { path: path.to_owned(), message };
+    let err = |message: String| EncoderError::Tokenizer {
+        path: path.to_owned(),
+        message,
+    };
     let mut tokenizer = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
     tokenizer.with_padding(None);
     tokenizer
-        .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+        .with_truncation(Some(TruncationParams {
+            max_length: max_tokens,
+            ..Default::default()
+        }))
         .map_err(|e| err(e.to_string()))?;
     Ok(tokenizer)
 }
@@ -470,16 +611,28 @@ fn count_parameters(path: &Path) -> Option<usize> {
     // SAFETY: read-only map of a file taskbench does not modify.
     let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&map).ok()?;
-    Some(meta.tensors().values().map(|t| t.shape.iter().product::<usize>()).sum())
+    Some(
+        meta.tensors()
+            .values()
+            .map(|t| t.shape.iter().product::<usize>())
+            .sum(),
+    )
 }
 
 fn describe_head(head: &Option<(Head, Vec<String>)>, st: bool) -> String {
     match head {
         None => "none".into(),
         Some((_, labels)) if st => format!("sentence-transformers Dense ({} labels)", labels.len()),
-        Some((Head::Linear(_), labels)) => format!("BERT pooler + classifier ({} labels)", labels.len()),
-        Some((Head::DistilBert { .. }, labels)) => format!("pre_classifier + ReLU + classifier ({} labels)", labels.len()),
-        Some((Head::Roberta { .. }, labels)) => format!("dense + tanh + out_proj ({} labels)", labels.len()),
+        Some((Head::Linear(_), labels)) => {
+            format!("BERT pooler + classifier ({} labels)", labels.len())
+        }
+        Some((Head::DistilBert { .. }, labels)) => format!(
+            "pre_classifier + ReLU + classifier ({} labels)",
+            labels.len()
+        ),
+        Some((Head::Roberta { .. }, labels)) => {
+            format!("dense + tanh + out_proj ({} labels)", labels.len())
+        }
     }
 }
 

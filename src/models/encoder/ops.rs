@@ -24,7 +24,12 @@ fn activation(xs: &Tensor, act: Activation) -> Result<Tensor> {
 }
 
 /// `LayerNorm(x + residual)` with `gamma_beta` = `[gamma; beta]`, shape `(2, width)`.
-pub fn add_layer_norm(xs: &Tensor, residual: &Tensor, gamma_beta: &Tensor, eps: f64) -> Result<Tensor> {
+pub fn add_layer_norm(
+    xs: &Tensor,
+    residual: &Tensor,
+    gamma_beta: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
     let gamma = gamma_beta.get(0)?;
     let beta = gamma_beta.get(1)?;
     candle_nn::ops::layer_norm(&(xs + residual)?.contiguous()?, &gamma, &beta, eps as f32)
@@ -33,7 +38,12 @@ pub fn add_layer_norm(xs: &Tensor, residual: &Tensor, gamma_beta: &Tensor, eps: 
 /// Attention of each packed sequence over itself, from fused QKV rows `(tokens, 3 * hidden)`
 /// to `(tokens, hidden)`.
 /// One sequence at a time with candle's matmul and softmax.
-pub fn packed_attention(qkv: &Tensor, seq_lens: &[usize], heads: usize, head_dim: usize) -> Result<Tensor> {
+pub fn packed_attention(
+    qkv: &Tensor,
+    seq_lens: &[usize],
+    heads: usize,
+    head_dim: usize,
+) -> Result<Tensor> {
     let scale = 1.0 / (head_dim as f64).sqrt();
     let tokens: usize = seq_lens.iter().sum();
     let hidden = heads * head_dim;
@@ -51,4 +61,3 @@ pub fn packed_attention(qkv: &Tensor, seq_lens: &[usize], heads: usize, head_dim
     }
     Tensor::cat(&contexts, 0)
 }
-

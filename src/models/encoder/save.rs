@@ -76,7 +76,10 @@ pub fn save(head: &HeadToSave, out: &Path) -> Result<(), SaveError> {
     };
     let result = result.and_then(|_| {
         write(&staging.join("README.md"), head.readme.as_bytes())?;
-        std::fs::rename(&staging, out).map_err(|source| SaveError::Io { path: out.to_owned(), source })
+        std::fs::rename(&staging, out).map_err(|source| SaveError::Io {
+            path: out.to_owned(),
+            source,
+        })
     });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
@@ -85,7 +88,10 @@ pub fn save(head: &HeadToSave, out: &Path) -> Result<(), SaveError> {
 }
 
 fn staging_dir(out: &Path) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
     out.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
@@ -96,13 +102,26 @@ fn write_hf_bert(head: &HeadToSave, dir: &Path) -> Result<(), SaveError> {
     config["problem_type"] = json!("single_label_classification");
     write_json(&dir.join("config.json"), &config)?;
     let source = head.source_dir.join("model.safetensors");
-    let mut tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&source, &Device::Cpu)
-        .map_err(|source_err| SaveError::Tensors { path: source.clone(), source: source_err })?
-        .into_iter()
-        .map(|(name, t)| if name.starts_with("bert.") { (name, t) } else { (format!("bert.{name}"), t) })
-        .collect();
+    let mut tensors: HashMap<String, Tensor> =
+        candle_core::safetensors::load(&source, &Device::Cpu)
+            .map_err(|source_err| SaveError::Tensors {
+                path: source.clone(),
+                source: source_err,
+            })?
+            .into_iter()
+            .map(|(name, t)| {
+                if name.starts_with("bert.") {
+                    (name, t)
+                } else {
+                    (format!("bert.{name}"), t)
+                }
+            })
+            .collect();
     tensors.insert("classifier.weight".into(), matrix(head.weight)?);
-    tensors.insert("classifier.bias".into(), Tensor::new(head.bias, &Device::Cpu).map_err(|e| tensor_err(dir, e))?);
+    tensors.insert(
+        "classifier.bias".into(),
+        Tensor::new(head.bias, &Device::Cpu).map_err(|e| tensor_err(dir, e))?,
+    );
     let weights = dir.join("model.safetensors");
     candle_core::safetensors::save(&tensors, &weights).map_err(|e| tensor_err(&weights, e))?;
     copy_tokenizer(head.source_dir, dir)
@@ -112,13 +131,19 @@ fn write_sentence_transformers(head: &HeadToSave, dir: &Path) -> Result<(), Save
     let mut config = read_config(head.source_dir)?;
     add_labels(&mut config, head.labels);
     write_json(&dir.join("config.json"), &config)?;
-    copy(&head.source_dir.join("model.safetensors"), &dir.join("model.safetensors"))?;
+    copy(
+        &head.source_dir.join("model.safetensors"),
+        &dir.join("model.safetensors"),
+    )?;
     copy_tokenizer(head.source_dir, dir)?;
     let st_config = head.source_dir.join("config_sentence_transformers.json");
     if st_config.is_file() {
         copy(&st_config, &dir.join("config_sentence_transformers.json"))?;
     }
-    write_json(&dir.join("sentence_bert_config.json"), &json!({"max_seq_length": head.max_tokens, "do_lower_case": false}))?;
+    write_json(
+        &dir.join("sentence_bert_config.json"),
+        &json!({"max_seq_length": head.max_tokens, "do_lower_case": false}),
+    )?;
     create_dir(&dir.join("1_Pooling"))?;
     let hidden = head.weight.first().map_or(0, Vec::len);
     write_json(
@@ -144,34 +169,63 @@ fn write_sentence_transformers(head: &HeadToSave, dir: &Path) -> Result<(), Save
     write_json(&dir.join("modules.json"), &Value::Array(modules))?;
     let dense_dir = dir.join(&dense_path);
     create_dir(&dense_dir)?;
-    let dense = StDenseConfig { in_features: hidden, out_features: head.labels.len(), bias: true, activation_function: IDENTITY.into() };
-    write_json(&dense_dir.join("config.json"), &serde_json::to_value(&dense).expect("plain struct"))?;
+    let dense = StDenseConfig {
+        in_features: hidden,
+        out_features: head.labels.len(),
+        bias: true,
+        activation_function: IDENTITY.into(),
+    };
+    write_json(
+        &dense_dir.join("config.json"),
+        &serde_json::to_value(&dense).expect("plain struct"),
+    )?;
     let mut tensors = HashMap::new();
     tensors.insert("linear.weight".to_string(), matrix(head.weight)?);
-    tensors.insert("linear.bias".to_string(), Tensor::new(head.bias, &Device::Cpu).map_err(|e| tensor_err(dir, e))?);
+    tensors.insert(
+        "linear.bias".to_string(),
+        Tensor::new(head.bias, &Device::Cpu).map_err(|e| tensor_err(dir, e))?,
+    );
     let weights = dense_dir.join("model.safetensors");
     candle_core::safetensors::save(&tensors, &weights).map_err(|e| tensor_err(&weights, e))
 }
 
 fn add_labels(config: &mut Value, labels: &[String]) {
-    config["id2label"] = labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect();
-    config["label2id"] = labels.iter().enumerate().map(|(i, l)| (l.clone(), json!(i))).collect();
+    config["id2label"] = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i.to_string(), json!(l)))
+        .collect();
+    config["label2id"] = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.clone(), json!(i)))
+        .collect();
 }
 
 fn matrix(rows: &[Vec<f32>]) -> Result<Tensor, SaveError> {
     let cols = rows.first().map_or(0, Vec::len);
     let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-    Tensor::from_vec(flat, (rows.len(), cols), &Device::Cpu).map_err(|e| tensor_err(Path::new("head"), e))
+    Tensor::from_vec(flat, (rows.len(), cols), &Device::Cpu)
+        .map_err(|e| tensor_err(Path::new("head"), e))
 }
 
 fn tensor_err(path: &Path, source: candle_core::Error) -> SaveError {
-    SaveError::Tensors { path: path.to_owned(), source }
+    SaveError::Tensors {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn read_config(dir: &Path) -> Result<Value, SaveError> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| SaveError::Io { path: path.clone(), source })?;
-    serde_json::from_str(&text).map_err(|e| SaveError::Format { path, message: e.to_string() })
+    let text = std::fs::read_to_string(&path).map_err(|source| SaveError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| SaveError::Format {
+        path,
+        message: e.to_string(),
+    })
 }
 
 fn copy_tokenizer(from: &Path, to: &Path) -> Result<(), SaveError> {
@@ -185,15 +239,26 @@ fn copy_tokenizer(from: &Path, to: &Path) -> Result<(), SaveError> {
 }
 
 fn copy(from: &Path, to: &Path) -> Result<(), SaveError> {
-    std::fs::copy(from, to).map(|_| ()).map_err(|source| SaveError::Io { path: from.to_owned(), source })
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|source| SaveError::Io {
+            path: from.to_owned(),
+            source,
+        })
 }
 
 fn create_dir(path: &Path) -> Result<(), SaveError> {
-    std::fs::create_dir_all(path).map_err(|source| SaveError::Io { path: path.to_owned(), source })
+    std::fs::create_dir_all(path).map_err(|source| SaveError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
-    std::fs::write(path, bytes).map_err(|source| SaveError::Io { path: path.to_owned(), source })
+    std::fs::write(path, bytes).map_err(|source| SaveError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn write_json(path: &Path, value: &Value) -> Result<(), SaveError> {

@@ -63,7 +63,11 @@ impl Positions {
 }
 
 impl PackedBatch {
-    pub fn new(sequences: &[(Vec<u32>, Vec<u32>)], scheme: Positions, device: &Device) -> Result<Self> {
+    pub fn new(
+        sequences: &[(Vec<u32>, Vec<u32>)],
+        scheme: Positions,
+        device: &Device,
+    ) -> Result<Self> {
         let total: usize = sequences.iter().map(|(ids, _)| ids.len()).sum();
         let mut ids = Vec::with_capacity(total);
         let mut types = Vec::with_capacity(total);
@@ -113,7 +117,7 @@ impl Linear {
     pub fn load(vb: &VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
         let weight = vb.get((out_dim, in_dim), "weight")?;
         let bias = vb.get(out_dim, "bias")?;
-        Ok(Self::from_parts(&weight, bias)?)
+        Self::from_parts(&weight, bias)
     }
 
     /// Several linear layers over the same input fused into one product (Q, K and V).
@@ -128,11 +132,17 @@ impl Linear {
     }
 
     pub fn from_parts(weight: &Tensor, bias: Tensor) -> Result<Self> {
-        Ok(Self { weight_t: weight.t()?.contiguous()?, bias })
+        Ok(Self {
+            weight_t: weight.t()?.contiguous()?,
+            bias,
+        })
     }
 
     fn cpu_parts(&self) -> Result<(Vec<f32>, Vec<f32>)> {
-        Ok((self.weight_t.flatten_all()?.to_vec1()?, self.bias.to_vec1()?))
+        Ok((
+            self.weight_t.flatten_all()?.to_vec1()?,
+            self.bias.to_vec1()?,
+        ))
     }
 
     /// The weight as HF stores it, `[out, in]`.
@@ -171,7 +181,10 @@ impl LayerNorm {
     }
 
     fn cpu_parts(&self) -> Result<(Vec<f32>, Vec<f32>)> {
-        Ok((self.gamma_beta.get(0)?.to_vec1()?, self.gamma_beta.get(1)?.to_vec1()?))
+        Ok((
+            self.gamma_beta.get(0)?.to_vec1()?,
+            self.gamma_beta.get(1)?.to_vec1()?,
+        ))
     }
 
     /// `LayerNorm(xs + residual)`.
@@ -196,7 +209,10 @@ impl Embeddings {
         };
         Ok(Self {
             word: vb.get((cfg.vocab_size, h), "word_embeddings.weight")?,
-            position: vb.get((cfg.max_position_embeddings, h), "position_embeddings.weight")?,
+            position: vb.get(
+                (cfg.max_position_embeddings, h),
+                "position_embeddings.weight",
+            )?,
             token_type,
             norm: LayerNorm::load(&vb.pp("LayerNorm"), h, cfg.layer_norm_eps)?,
         })
@@ -207,7 +223,8 @@ impl Embeddings {
         if let Some(token_type) = &self.token_type {
             xs = (xs + token_type.index_select(&batch.type_ids, 0)?)?;
         }
-        self.norm.forward_residual(&xs, &self.position.index_select(&batch.position_ids, 0)?)
+        self.norm
+            .forward_residual(&xs, &self.position.index_select(&batch.position_ids, 0)?)
     }
 }
 
@@ -288,12 +305,21 @@ impl Layer {
         })
     }
 
-    fn forward(&self, xs: &Tensor, batch: &PackedBatch, shape: &AttentionShape, act: Activation) -> Result<Tensor> {
+    fn forward(
+        &self,
+        xs: &Tensor,
+        batch: &PackedBatch,
+        shape: &AttentionShape,
+        act: Activation,
+    ) -> Result<Tensor> {
         let qkv = self.qkv.forward(xs)?;
         let context = ops::packed_attention(&qkv, &batch.seq_lens, shape.heads, shape.head_dim)?;
-        let xs = self.attn_norm.forward_residual(&self.attn_out.forward(&context)?, xs)?;
+        let xs = self
+            .attn_norm
+            .forward_residual(&self.attn_out.forward(&context)?, xs)?;
         let hidden = self.ffn_in.forward_act(&xs, Some(act))?;
-        self.ffn_norm.forward_residual(&self.ffn_out.forward(&hidden)?, &xs)
+        self.ffn_norm
+            .forward_residual(&self.ffn_out.forward(&hidden)?, &xs)
     }
 }
 
@@ -335,7 +361,10 @@ impl CpuEncoder {
                 None => Vec::new(),
             },
             embed_norm: embeddings.norm.cpu_parts()?,
-            layers: layers.iter().map(Layer::cpu_weights).collect::<Result<_>>()?,
+            layers: layers
+                .iter()
+                .map(Layer::cpu_weights)
+                .collect::<Result<_>>()?,
             shape: cpu::Shape {
                 hidden: cfg.hidden_size,
                 heads: cfg.num_heads,
@@ -355,13 +384,30 @@ impl CpuEncoder {
         let tokens = batch.ids.len();
         let h = self.shape.hidden;
         let mut xs = vec![0.0f32; tokens * h];
-        cpu::embed(&batch.ids, &batch.positions, &batch.types, &self.word, &self.position, &self.token_type, &self.embed_norm, self.shape.eps, &mut xs);
+        cpu::embed(
+            &batch.ids,
+            &batch.positions,
+            &batch.types,
+            &self.word,
+            &self.position,
+            &self.token_type,
+            &self.embed_norm,
+            self.shape.eps,
+            &mut xs,
+        );
         // A poisoned lock only means another batch panicked mid-way; the buffers are
         // scratch and fully rewritten, so they are safe to reuse.
         let mut workspace = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
         let threads = rayon::current_num_threads();
         for layer in &self.layers {
-            cpu::layer_forward(&mut xs, &batch.seq_lens, layer, &self.shape, &mut workspace, threads);
+            cpu::layer_forward(
+                &mut xs,
+                &batch.seq_lens,
+                layer,
+                &self.shape,
+                &mut workspace,
+                threads,
+            );
         }
         Tensor::from_vec(xs, (tokens, h), device)
     }
@@ -386,10 +432,15 @@ impl Transformer {
             embeddings,
             layers,
             cpu,
-            shape: AttentionShape { heads: cfg.num_heads, head_dim: cfg.head_dim() },
+            shape: AttentionShape {
+                heads: cfg.num_heads,
+                head_dim: cfg.head_dim(),
+            },
             activation: cfg.activation,
             positions: match cfg.family {
-                Family::Roberta => Positions::Roberta { pad_id: cfg.pad_token_id },
+                Family::Roberta => Positions::Roberta {
+                    pad_id: cfg.pad_token_id,
+                },
                 Family::Bert | Family::DistilBert => Positions::FromZero,
             },
         })
@@ -431,6 +482,10 @@ pub fn mean_pool(hidden: &Tensor, seq_lens: &[usize]) -> Result<Tensor> {
 /// Divides each row by its L2 norm, as sentence-transformers' `Normalize` does (with its
 /// 1e-12 floor, so an all-zero row stays zero).
 pub fn l2_normalize(xs: &Tensor) -> Result<Tensor> {
-    let norm = xs.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    let norm = xs
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::MAX)?;
     xs.broadcast_div(&norm)
 }

@@ -1,0 +1,88 @@
+//! Each kernel at the shapes MiniLM-L6 (hidden 384, 12 heads, FFN 1536) gives it at batch 1
+//! x 16 tokens and batch 32 x 64 tokens, single- and two-threaded where that applies.
+//! Run with `cargo bench -p taskbench-kernels`.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use taskbench_kernels::{attention, gelu, layernorm, linear, test_values};
+
+const HIDDEN: usize = 384;
+const HEADS: usize = 12;
+const FFN: usize = 1536;
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+}
+
+fn linear_products(c: &mut Criterion) {
+    let mut group = c.benchmark_group("linear");
+    for tokens in [16usize, 2048] {
+        for (k, n) in [(HIDDEN, 3 * HIDDEN), (HIDDEN, FFN), (FFN, HIDDEN)] {
+            let x = test_values(tokens * k, 1, 1.0);
+            let w = test_values(k * n, 2, 0.1);
+            let b = test_values(n, 3, 0.1);
+            let mut out = vec![0.0f32; tokens * n];
+            group.throughput(Throughput::Elements((2 * tokens * k * n) as u64));
+            for threads in [1usize, 2] {
+                let pool = pool(threads);
+                group.bench_function(
+                    BenchmarkId::new(format!("{tokens}x{k}x{n}"), format!("{threads}t")),
+                    |bench| {
+                        pool.install(|| {
+                            bench.iter(|| {
+                                linear::linear_bias(&x, tokens, &w, k, n, &b, threads, &mut out)
+                            })
+                        })
+                    },
+                );
+            }
+        }
+    }
+    group.finish();
+}
+
+fn packed_attention(c: &mut Criterion) {
+    let mut group = c.benchmark_group("attention");
+    for (batch, len) in [(1usize, 16usize), (32, 64)] {
+        let lens = vec![len; batch];
+        let tokens = batch * len;
+        let qkv = test_values(tokens * 3 * HIDDEN, 4, 1.0);
+        let mut out = vec![0.0f32; tokens * HIDDEN];
+        group.throughput(Throughput::Elements(
+            (4 * batch * len * len * HIDDEN) as u64,
+        ));
+        let pool = pool(2);
+        group.bench_function(format!("b{batch}xs{len}"), |bench| {
+            pool.install(|| {
+                bench.iter(|| {
+                    attention::packed_attention(&qkv, &lens, HEADS, HIDDEN / HEADS, 0.17, &mut out)
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+fn elementwise(c: &mut Criterion) {
+    let mut group = c.benchmark_group("elementwise");
+    let tokens = 2048;
+    let mut ffn = test_values(tokens * FFN, 5, 3.0);
+    group.throughput(Throughput::Elements(ffn.len() as u64));
+    group.bench_function("gelu_erf", |bench| {
+        bench.iter(|| gelu::gelu_erf_inplace(&mut ffn))
+    });
+    let mut x = test_values(tokens * HIDDEN, 6, 1.0);
+    let delta = test_values(tokens * HIDDEN, 7, 1.0);
+    let gamma = test_values(HIDDEN, 8, 1.0);
+    let beta = test_values(HIDDEN, 9, 1.0);
+    group.throughput(Throughput::Elements(x.len() as u64));
+    group.bench_function("add_layer_norm", |bench| {
+        bench.iter(|| layernorm::add_layer_norm_inplace(&mut x, &delta, &gamma, &beta, 1e-12))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, linear_products, packed_attention, elementwise);
+criterion_main!(benches);
