@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::data::{self, Dataset, LoadOptions};
 use crate::models::encoder::head::Pooling;
-use crate::models::encoder::save::{save, HeadToSave};
+use crate::models::encoder::save::{load_with_prefix, matrix, save, Backbone, Layout, ModelToSave};
 use crate::models::encoder::Encoder;
 use crate::models::TokenizedText;
 use crate::report::environment::Environment;
@@ -152,18 +152,9 @@ pub fn head_only(opts: &TrainOptions) -> anyhow::Result<TrainingRecord> {
         normalize,
         encoder.max_tokens(),
     );
+    let layout = head_layout(&loaded.dir, &head, pooling, through_pooler, normalize)?;
     save(
-        &HeadToSave {
-            source_dir: &loaded.dir,
-            labels: &labels,
-            weight: &head.weight,
-            bias: &head.bias,
-            pooling,
-            through_pooler,
-            normalize,
-            max_tokens: encoder.max_tokens(),
-            readme,
-        },
+        &ModelToSave { source_dir: &loaded.dir, labels: &labels, layout, max_tokens: encoder.max_tokens(), readme },
         &opts.out,
     )?;
     let record = TrainingRecord {
@@ -201,6 +192,20 @@ pub fn head_only(opts: &TrainOptions) -> anyhow::Result<TrainingRecord> {
     std::fs::write(opts.out.join("training.json"), json + "\n")
         .with_context(|| format!("{}: cannot write training.json", opts.out.display()))?;
     Ok(record)
+}
+
+/// The fitted head on the unchanged backbone, in the layout its pooling calls for.
+fn head_layout(base: &Path, head: &LinearHead, pooling: Pooling, through_pooler: bool, normalize: bool) -> anyhow::Result<Layout> {
+    let weight = matrix(&head.weight)?;
+    let bias = candle_core::Tensor::new(head.bias.as_slice(), &candle_core::Device::Cpu)?;
+    let weights = base.join("model.safetensors");
+    if through_pooler {
+        let mut tensors = load_with_prefix(&weights, "bert")?;
+        tensors.insert("classifier.weight".into(), weight);
+        tensors.insert("classifier.bias".into(), bias);
+        return Ok(Layout::HfClassifier { architecture: "BertForSequenceClassification".into(), tensors });
+    }
+    Ok(Layout::SentenceTransformers { backbone: Backbone::CopyFile(weights), pooling, normalize, head_weight: weight, head_bias: bias })
 }
 
 fn check_output(out: &Path, overwrite: bool) -> anyhow::Result<()> {

@@ -1,4 +1,5 @@
 //! Training algorithms: the linear softmax head that `train --head-only` fits on frozen
-//! encoder features. Full fine-tuning will live beside it.
+//! encoder features, and the optimizer of full fine-tuning.
 
+pub mod optim;
 pub mod softmax;

@@ -69,6 +69,14 @@ pub struct EncoderConfig {
     pub pad_token_id: u32,
     /// Labels in id order, when the checkpoint has a classification head.
     pub id2label: Option<Vec<String>>,
+    /// Dropout on hidden states (embeddings, after each block's projections).
+    pub hidden_dropout: f32,
+    /// Dropout on attention probabilities.
+    pub attention_dropout: f32,
+    /// Dropout before the classification head.
+    pub classifier_dropout: f32,
+    /// Standard deviation of the normal init HF uses for new weights (a new head).
+    pub initializer_range: f64,
 }
 
 impl EncoderConfig {
@@ -133,6 +141,14 @@ struct RawConfig {
     pad_token_id: Option<u32>,
     #[serde(default)]
     id2label: Option<BTreeMap<String, String>>,
+    // dropout, both naming schemes
+    hidden_dropout_prob: Option<f32>,
+    attention_probs_dropout_prob: Option<f32>,
+    classifier_dropout: Option<f32>,
+    dropout: Option<f32>,
+    attention_dropout: Option<f32>,
+    seq_classif_dropout: Option<f32>,
+    initializer_range: Option<f64>,
 }
 
 impl RawConfig {
@@ -228,10 +244,19 @@ impl RawConfig {
                 self.layer_norm_eps.unwrap_or(1e-12)
             },
             pad_token_id,
-            id2label: self
-                .id2label
-                .map(|m| labels_in_id_order(m, path))
-                .transpose()?,
+            id2label: self.id2label.clone().map(|m| labels_in_id_order(m, path)).transpose()?,
+            hidden_dropout: if is_distil { self.dropout.unwrap_or(0.1) } else { self.hidden_dropout_prob.unwrap_or(0.1) },
+            attention_dropout: if is_distil {
+                self.attention_dropout.unwrap_or(0.1)
+            } else {
+                self.attention_probs_dropout_prob.unwrap_or(0.1)
+            },
+            classifier_dropout: if is_distil {
+                self.seq_classif_dropout.unwrap_or(0.2)
+            } else {
+                self.classifier_dropout.or(self.hidden_dropout_prob).unwrap_or(0.1)
+            },
+            initializer_range: self.initializer_range.unwrap_or(0.02),
         };
         if config.max_position_embeddings <= config.position_offset() {
             return Err(bad(

@@ -1,14 +1,58 @@
-//! The encoder's steps as plain candle ops, for every device. On CPU the encoder runs the
-//! fused `taskbench-kernels` path instead (see `transformer.rs`); this one serves CUDA and
-//! Metal, and is tested on CPU against the same references.
+//! The encoder's steps as plain candle ops, for every device: what CUDA and Metal run, and
+//! what training runs (these ops record gradients). CPU inference takes the fused
+//! `taskbench-kernels` path instead (see `transformer.rs`). Tested on CPU against the same
+//! references as the fused path.
 
-use candle_core::{Result, Tensor};
+use std::sync::Mutex;
+
+use candle_core::{DType, Result, Tensor, D};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use super::config::Activation;
 
-/// `act(x · w_t + bias)`; `x` is `(rows, k)`, `w_t` is `(k, n)`.
-pub fn linear(xs: &Tensor, w_t: &Tensor, bias: &Tensor, act: Option<Activation>) -> Result<Tensor> {
-    let ys = xs.matmul(w_t)?.broadcast_add(bias)?;
+/// Dropout as the checkpoint's config sets it, with its own seeded random stream so that a
+/// training run is reproducible (and a resumed one continues identically).
+pub struct Dropout {
+    pub hidden: f32,
+    pub attention: f32,
+    pub classifier: f32,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+impl Dropout {
+    pub fn new(hidden: f32, attention: f32, classifier: f32, seed: u64) -> Self {
+        Self { hidden, attention, classifier, rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)) }
+    }
+
+    /// Zeroes each value with probability `p` and scales the rest by `1 / (1 - p)`.
+    pub fn apply(&self, xs: &Tensor, p: f32) -> Result<Tensor> {
+        if p <= 0.0 {
+            return Ok(xs.clone());
+        }
+        let keep = 1.0 - p;
+        let scale = 1.0 / keep;
+        let mask: Vec<f32> = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            (0..xs.elem_count()).map(|_| if rng.random::<f32>() < keep { scale } else { 0.0 }).collect()
+        };
+        let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
+        xs * mask
+    }
+
+    /// The random stream's position, to checkpoint it.
+    pub fn word_pos(&self) -> u128 {
+        self.rng.lock().unwrap_or_else(|e| e.into_inner()).get_word_pos()
+    }
+
+    pub fn set_word_pos(&self, pos: u128) {
+        self.rng.lock().unwrap_or_else(|e| e.into_inner()).set_word_pos(pos)
+    }
+}
+
+/// `act(x · w^T + bias)`; `x` is `(rows, in)`, `w` is `(out, in)` as HF stores it.
+pub fn linear(xs: &Tensor, w: &Tensor, bias: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+    let ys = xs.matmul(&w.t()?)?.broadcast_add(bias)?;
     match act {
         None => Ok(ys),
         Some(act) => activation(&ys, act),
@@ -23,27 +67,25 @@ fn activation(xs: &Tensor, act: Activation) -> Result<Tensor> {
     }
 }
 
-/// `LayerNorm(x + residual)` with `gamma_beta` = `[gamma; beta]`, shape `(2, width)`.
-pub fn add_layer_norm(
-    xs: &Tensor,
-    residual: &Tensor,
-    gamma_beta: &Tensor,
-    eps: f64,
-) -> Result<Tensor> {
-    let gamma = gamma_beta.get(0)?;
-    let beta = gamma_beta.get(1)?;
-    candle_nn::ops::layer_norm(&(xs + residual)?.contiguous()?, &gamma, &beta, eps as f32)
+/// `LayerNorm(x + residual)`. When `differentiable`, composed of ops that record gradients:
+/// candle-nn's fused `layer_norm` has no backward (candle issues 2168, 2977), so training
+/// through it would silently update only the head.
+pub fn add_layer_norm(xs: &Tensor, residual: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, differentiable: bool) -> Result<Tensor> {
+    let x = (xs + residual)?;
+    if !differentiable {
+        return candle_nn::ops::layer_norm(&x.contiguous()?, gamma, beta, eps as f32);
+    }
+    let x = x.to_dtype(DType::F32)?;
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centered = x.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = centered.broadcast_div(&(var + eps)?.sqrt()?)?;
+    normed.broadcast_mul(gamma)?.broadcast_add(beta)
 }
 
-/// Attention of each packed sequence over itself, from fused QKV rows `(tokens, 3 * hidden)`
-/// to `(tokens, hidden)`.
-/// One sequence at a time with candle's matmul and softmax.
-pub fn packed_attention(
-    qkv: &Tensor,
-    seq_lens: &[usize],
-    heads: usize,
-    head_dim: usize,
-) -> Result<Tensor> {
+/// Attention of each packed sequence over itself, one sequence at a time, from fused QKV
+/// rows `(tokens, 3 * hidden)` to `(tokens, hidden)`; attention dropout when training.
+pub fn packed_attention(qkv: &Tensor, seq_lens: &[usize], heads: usize, head_dim: usize, dropout: Option<&Dropout>) -> Result<Tensor> {
     let scale = 1.0 / (head_dim as f64).sqrt();
     let tokens: usize = seq_lens.iter().sum();
     let hidden = heads * head_dim;
@@ -55,7 +97,12 @@ pub fn packed_attention(
         // (len, heads, d) -> (heads, len, d)
         let part = |i: usize| seq.get_on_dim(1, i)?.transpose(0, 1)?.contiguous();
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-        let probs = candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?)? * scale)?)?;
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let probs = match dropout {
+            // candle-nn's fused softmax_last_dim has no backward; the composed one does.
+            Some(dropout) => dropout.apply(&candle_nn::ops::softmax(&scores, D::Minus1)?, dropout.attention)?,
+            None => candle_nn::ops::softmax_last_dim(&scores)?,
+        };
         contexts.push(probs.matmul(&v)?.transpose(0, 1)?.reshape((len, hidden))?);
         start += len;
     }

@@ -17,7 +17,7 @@ use candle_nn::VarBuilder;
 use taskbench_kernels::encoder as cpu;
 
 use super::config::{Activation, EncoderConfig, Family};
-use super::ops;
+use super::ops::{self, Dropout};
 
 /// Token ids of several sequences laid end to end, with what the embeddings need.
 pub struct PackedBatch {
@@ -106,90 +106,93 @@ impl PackedBatch {
     }
 }
 
-/// A linear layer stored as `[in, out]` so the product needs no transposed view.
+/// A linear layer, weight `[out, in]` as HF stores it.
+///
+/// A fused layer (Q, K and V as one product) keeps its parts too: when they are trainable
+/// variables, the training forward concatenates them afresh so that gradients reach each one
+/// and updates are seen (the concatenation made at load is a copy).
 #[derive(Clone)]
 pub struct Linear {
-    weight_t: Tensor,
+    weight: Tensor,
     bias: Tensor,
+    parts: Vec<(Tensor, Tensor)>,
 }
 
 impl Linear {
     pub fn load(vb: &VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
         let weight = vb.get((out_dim, in_dim), "weight")?;
         let bias = vb.get(out_dim, "bias")?;
-        Self::from_parts(&weight, bias)
+        Ok(Self::from_parts(weight, bias))
     }
 
     /// Several linear layers over the same input fused into one product (Q, K and V).
     fn load_fused(vbs: &[VarBuilder], in_dim: usize, out_dim: usize) -> Result<Self> {
-        let mut weights = Vec::with_capacity(vbs.len());
-        let mut biases = Vec::with_capacity(vbs.len());
-        for vb in vbs {
-            weights.push(vb.get((out_dim, in_dim), "weight")?);
-            biases.push(vb.get(out_dim, "bias")?);
-        }
-        Self::from_parts(&Tensor::cat(&weights, 0)?, Tensor::cat(&biases, 0)?)
+        let parts = vbs
+            .iter()
+            .map(|vb| Ok((vb.get((out_dim, in_dim), "weight")?, vb.get(out_dim, "bias")?)))
+            .collect::<Result<Vec<_>>>()?;
+        let (weight, bias) = concat(&parts)?;
+        Ok(Self { weight, bias, parts })
     }
 
-    pub fn from_parts(weight: &Tensor, bias: Tensor) -> Result<Self> {
-        Ok(Self {
-            weight_t: weight.t()?.contiguous()?,
-            bias,
-        })
+    pub fn from_parts(weight: Tensor, bias: Tensor) -> Self {
+        Self { weight, bias, parts: Vec::new() }
     }
 
+    /// `[in, out]` row-major copies for the CPU kernels.
     fn cpu_parts(&self) -> Result<(Vec<f32>, Vec<f32>)> {
-        Ok((
-            self.weight_t.flatten_all()?.to_vec1()?,
-            self.bias.to_vec1()?,
-        ))
+        Ok((self.weight.t()?.contiguous()?.flatten_all()?.to_vec1()?, self.bias.to_vec1()?))
     }
 
     /// The weight as HF stores it, `[out, in]`.
-    pub fn weight(&self) -> Result<Tensor> {
-        self.weight_t.t()?.contiguous()
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
     }
 
     pub fn bias(&self) -> &Tensor {
         &self.bias
     }
+
+    /// `act(xs · W^T + b)` for `xs` of shape `(rows, in)`; `training` re-reads fused parts.
+    pub fn forward_act(&self, xs: &Tensor, act: Option<Activation>, training: bool) -> Result<Tensor> {
+        if training && !self.parts.is_empty() {
+            let (weight, bias) = concat(&self.parts)?;
+            return ops::linear(xs, &weight, &bias, act);
+        }
+        ops::linear(xs, &self.weight, &self.bias, act)
+    }
 }
 
-impl Linear {
-    /// `act(xs · W^T + b)` for `xs` of shape `(rows, in)`.
-    pub fn forward_act(&self, xs: &Tensor, act: Option<Activation>) -> Result<Tensor> {
-        ops::linear(xs, &self.weight_t, &self.bias, act)
-    }
+fn concat(parts: &[(Tensor, Tensor)]) -> Result<(Tensor, Tensor)> {
+    let weights: Vec<&Tensor> = parts.iter().map(|(w, _)| w).collect();
+    let biases: Vec<&Tensor> = parts.iter().map(|(_, b)| b).collect();
+    Ok((Tensor::cat(&weights, 0)?, Tensor::cat(&biases, 0)?))
 }
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.forward_act(xs, None)
+        self.forward_act(xs, None, false)
     }
 }
 
-/// LayerNorm with its weight and bias stacked as `(2, width)`, the form the fused CPU op reads.
 pub struct LayerNorm {
-    gamma_beta: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
     eps: f64,
 }
 
 impl LayerNorm {
     pub fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
-        let gamma_beta = Tensor::stack(&[vb.get(size, "weight")?, vb.get(size, "bias")?], 0)?;
-        Ok(Self { gamma_beta, eps })
+        Ok(Self { gamma: vb.get(size, "weight")?, beta: vb.get(size, "bias")?, eps })
     }
 
     fn cpu_parts(&self) -> Result<(Vec<f32>, Vec<f32>)> {
-        Ok((
-            self.gamma_beta.get(0)?.to_vec1()?,
-            self.gamma_beta.get(1)?.to_vec1()?,
-        ))
+        Ok((self.gamma.to_vec1()?, self.beta.to_vec1()?))
     }
 
-    /// `LayerNorm(xs + residual)`.
-    pub fn forward_residual(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        ops::add_layer_norm(xs, residual, &self.gamma_beta, self.eps)
+    /// `LayerNorm(xs + residual)`; `training` selects the ops that record gradients.
+    pub fn forward_residual(&self, xs: &Tensor, residual: &Tensor, training: bool) -> Result<Tensor> {
+        ops::add_layer_norm(xs, residual, &self.gamma, &self.beta, self.eps, training)
     }
 }
 
@@ -218,13 +221,17 @@ impl Embeddings {
         })
     }
 
-    fn forward(&self, batch: &PackedBatch) -> Result<Tensor> {
+    fn forward(&self, batch: &PackedBatch, dropout: Option<&Dropout>) -> Result<Tensor> {
         let mut xs = self.word.index_select(&batch.input_ids, 0)?;
         if let Some(token_type) = &self.token_type {
             xs = (xs + token_type.index_select(&batch.type_ids, 0)?)?;
         }
-        self.norm
-            .forward_residual(&xs, &self.position.index_select(&batch.position_ids, 0)?)
+        let position = self.position.index_select(&batch.position_ids, 0)?;
+        let xs = self.norm.forward_residual(&xs, &position, dropout.is_some())?;
+        match dropout {
+            Some(d) => d.apply(&xs, d.hidden),
+            None => Ok(xs),
+        }
     }
 }
 
@@ -305,21 +312,20 @@ impl Layer {
         })
     }
 
-    fn forward(
-        &self,
-        xs: &Tensor,
-        batch: &PackedBatch,
-        shape: &AttentionShape,
-        act: Activation,
-    ) -> Result<Tensor> {
-        let qkv = self.qkv.forward(xs)?;
-        let context = ops::packed_attention(&qkv, &batch.seq_lens, shape.heads, shape.head_dim)?;
-        let xs = self
-            .attn_norm
-            .forward_residual(&self.attn_out.forward(&context)?, xs)?;
-        let hidden = self.ffn_in.forward_act(&xs, Some(act))?;
-        self.ffn_norm
-            .forward_residual(&self.ffn_out.forward(&hidden)?, &xs)
+    /// One block with candle ops; `dropout` is `Some` when training.
+    fn forward(&self, xs: &Tensor, batch: &PackedBatch, shape: &AttentionShape, act: Activation, dropout: Option<&Dropout>) -> Result<Tensor> {
+        let training = dropout.is_some();
+        let drop = |t: Tensor| match dropout {
+            Some(d) => d.apply(&t, d.hidden),
+            None => Ok(t),
+        };
+        let qkv = self.qkv.forward_act(xs, None, training)?;
+        let context = ops::packed_attention(&qkv, &batch.seq_lens, shape.heads, shape.head_dim, dropout)?;
+        let attended = drop(self.attn_out.forward_act(&context, None, training)?)?;
+        let xs = self.attn_norm.forward_residual(&attended, xs, training)?;
+        let hidden = self.ffn_in.forward_act(&xs, Some(act), training)?;
+        let out = drop(self.ffn_out.forward_act(&hidden, None, training)?)?;
+        self.ffn_norm.forward_residual(&out, &xs, training)
     }
 }
 
@@ -460,9 +466,19 @@ impl Transformer {
         if let Some(cpu) = &self.cpu {
             return cpu.forward(batch, batch.input_ids.device());
         }
-        let mut xs = self.embeddings.forward(batch)?;
+        self.forward_candle(batch, None)
+    }
+
+    /// Hidden states with candle ops that record gradients, dropout applied: the training
+    /// forward.
+    pub fn forward_train(&self, batch: &PackedBatch, dropout: &Dropout) -> Result<Tensor> {
+        self.forward_candle(batch, Some(dropout))
+    }
+
+    fn forward_candle(&self, batch: &PackedBatch, dropout: Option<&Dropout>) -> Result<Tensor> {
+        let mut xs = self.embeddings.forward(batch, dropout)?;
         for layer in &self.layers {
-            xs = layer.forward(&xs, batch, &self.shape, self.activation)?;
+            xs = layer.forward(&xs, batch, &self.shape, self.activation, dropout)?;
         }
         Ok(xs)
     }
