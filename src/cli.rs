@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::data::LoadOptions;
 use crate::report;
 use crate::run::eval::{eval, EvalOptions, UnknownLabels};
-use crate::run::train::{head_only, PoolingChoice, TrainOptions};
+use crate::run::finetune::{self, FinetuneOptions, Hyperparameters};
+use crate::run::train::{head_only, PoolingChoice, TrainOptions, TrainingRecord};
 use crate::runtime::{configure_threads, DeviceSpec};
 use crate::train::softmax::FitOptions;
 
@@ -27,7 +28,7 @@ pub struct Cli {
 enum Command {
     /// Evaluate a classifier on a labelled file: accuracy, macro-F1, latency, throughput.
     Eval(EvalArgs),
-    /// Train a classifier from a base encoder (`--head-only`: a linear head on frozen features).
+    /// Train a classifier from a base encoder: full fine-tuning, or `--head-only`.
     Train(TrainArgs),
 }
 
@@ -126,21 +127,51 @@ struct TrainArgs {
     /// Replace --out if it exists.
     #[arg(long)]
     overwrite: bool,
-    /// Freeze the encoder and fit only a linear head (the only mode so far).
-    #[arg(long, required = true)]
+    /// Freeze the encoder and fit only a linear head on its features (fast: features once,
+    /// then a softmax fit). Without it, every weight is fine-tuned.
+    #[arg(long)]
     head_only: bool,
-    /// Features for the head: auto = what the checkpoint was trained for.
+    /// Features for the head: auto = what the checkpoint was trained for (mean for a
+    /// sentence-transformers model, the pooler / first token otherwise).
     #[arg(long, value_enum, default_value = "auto")]
     pooling: PoolingChoice,
-    /// L2 penalty on the head's weights.
-    #[arg(long, default_value_t = 1e-3)]
-    weight_decay: f32,
-    /// Adam learning rate of the head fit.
-    #[arg(long, default_value_t = 0.05)]
-    lr: f32,
-    /// Most optimisation steps of the head fit.
+    /// Learning rate [default: 1e-4 for fine-tuning, 0.05 for the head-only fit].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Weight decay [default: 0.01 AdamW decay for fine-tuning, 1e-3 L2 penalty head-only].
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Head-only: most optimisation steps of the fit.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     max_steps: u64,
+    /// Fine-tuning: passes over the training data.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    epochs: u64,
+    /// Fine-tuning: examples per optimizer step.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// Fine-tuning: truncate texts to this many tokens.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..))]
+    max_len: u64,
+    /// Fine-tuning: share of the steps spent warming the learning rate up from 0.
+    #[arg(long, default_value_t = 0.06)]
+    warmup_ratio: f64,
+    /// Fine-tuning: clip the gradients' global L2 norm to this (0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    /// Fine-tuning: weight each class's loss by n / (classes * count), for imbalanced data.
+    #[arg(long)]
+    class_weights: bool,
+    /// Fine-tuning: stop after this many epochs without a better --eval macro-F1 (the best
+    /// epoch's weights are saved).
+    #[arg(long, requires = "eval")]
+    patience: Option<usize>,
+    /// Fine-tuning: continue an interrupted run from its checkpoint (OUT.checkpoint).
+    #[arg(long)]
+    resume: bool,
+    /// Stop as Ctrl-C would after this many steps (for testing --resume).
+    #[arg(long, hide = true)]
+    stop_after_steps: Option<u64>,
     #[command(flatten)]
     data_args: DataArgs,
     #[command(flatten)]
@@ -150,6 +181,7 @@ struct TrainArgs {
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    crate::runtime::configure_memory();
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -206,6 +238,55 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<i32> {
 
 fn run_train(args: TrainArgs) -> anyhow::Result<i32> {
     let threads = configure_threads(args.runtime.threads.map(|n| n as usize));
+    if args.head_only {
+        return run_head_only(args, threads);
+    }
+    let opts = FinetuneOptions {
+        model: args.model,
+        data: args.data,
+        eval: args.eval,
+        out: args.out,
+        overwrite: args.overwrite,
+        resume: args.resume,
+        pooling: args.pooling,
+        load: args.data_args.load_options(),
+        device: args.runtime.device,
+        seed: args.runtime.seed,
+        hyper: Hyperparameters {
+            epochs: args.epochs as usize,
+            learning_rate: args.lr.unwrap_or(1e-4),
+            batch_size: args.batch_size as usize,
+            max_len: args.max_len as usize,
+            warmup_ratio: args.warmup_ratio,
+            weight_decay: args.weight_decay.unwrap_or(0.01),
+            max_grad_norm: args.max_grad_norm,
+            class_weights: args.class_weights,
+        },
+        patience: args.patience,
+        progress: !args.runtime.quiet,
+        stop_after_steps: args.stop_after_steps,
+    };
+    let record = finetune::full(&opts)?;
+    print_stdout(&format!(
+        "fine-tuned {} ({} labels, {} pooling) on {} rows of {}: {} epochs in {:.1}s ({:.1} items/s){}\n",
+        record.base_model,
+        record.labels.len(),
+        record.pooling,
+        record.data.rows,
+        record.data.path,
+        record.epochs.len(),
+        record.seconds.training,
+        record.train_items_per_second,
+        describe_eval(&record)
+    ));
+    print_stdout(&format!("wrote {} ({})\n", opts.out.display(), record.output_layout));
+    Ok(0)
+}
+
+fn run_head_only(args: TrainArgs, threads: usize) -> anyhow::Result<i32> {
+    if args.resume {
+        anyhow::bail!("--resume applies to fine-tuning; a head-only fit takes seconds, rerun it");
+    }
     let opts = TrainOptions {
         model: args.model,
         data: args.data,
@@ -219,8 +300,8 @@ fn run_train(args: TrainArgs) -> anyhow::Result<i32> {
         max_batch_tokens: args.runtime.max_batch_tokens as usize,
         seed: args.runtime.seed,
         fit: FitOptions {
-            weight_decay: args.weight_decay,
-            learning_rate: args.lr,
+            weight_decay: args.weight_decay.unwrap_or(1e-3) as f32,
+            learning_rate: args.lr.unwrap_or(0.05) as f32,
             max_steps: args.max_steps as usize,
             ..Default::default()
         },
@@ -234,17 +315,21 @@ fn run_train(args: TrainArgs) -> anyhow::Result<i32> {
         record.data.rows,
         record.data.path,
         record.seconds.total,
-        record.seconds.features,
-        record.seconds.fit,
-        record.fit_report.train_accuracy,
-        record.eval.as_ref().map(|e| format!(", accuracy on {} {:.3}", e.path, e.accuracy)).unwrap_or_default()
+        record.seconds.features.unwrap_or_default(),
+        record.seconds.fit.unwrap_or_default(),
+        record.head_fit.as_ref().map_or(f32::NAN, |f| f.train_accuracy),
+        describe_eval(&record)
     ));
-    print_stdout(&format!(
-        "wrote {} ({})\n",
-        opts.out.display(),
-        record.output_layout
-    ));
+    print_stdout(&format!("wrote {} ({})\n", opts.out.display(), record.output_layout));
     Ok(0)
+}
+
+fn describe_eval(record: &TrainingRecord) -> String {
+    record
+        .eval
+        .as_ref()
+        .map(|e| format!(", on {}: accuracy {:.4}, macro-F1 {:.4}", e.path, e.accuracy, e.macro_f1))
+        .unwrap_or_default()
 }
 
 /// Writes to stdout; a reader that went away (`taskbench eval ... | head`) is not an error

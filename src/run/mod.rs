@@ -3,6 +3,7 @@
 //! results for `report` to show and write.
 
 pub mod eval;
+pub mod finetune;
 pub mod train;
 
 use std::path::{Path, PathBuf};

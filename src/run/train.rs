@@ -48,24 +48,43 @@ pub struct TrainOptions {
     pub progress: bool,
 }
 
-/// `training.json`: what was trained, on what, how long it took.
+/// `training.json`: what was trained, on what, how long it took (both recipes).
 #[derive(Debug, Serialize)]
 pub struct TrainingRecord {
     pub schema_version: u32,
+    /// `head-only` or `full`.
     pub recipe: &'static str,
     pub base_model: String,
     pub base_weights_sha256: String,
     pub data: DataRecord,
+    /// The `--eval` split's scores with the saved weights.
     pub eval: Option<EvalRecord>,
     pub labels: Vec<String>,
     pub pooling: String,
     pub normalize: bool,
-    pub fit: FitOptions,
-    pub fit_report: FitReport,
+    pub hyperparameters: serde_json::Value,
+    /// Head-only: how the softmax fit ended.
+    pub head_fit: Option<FitReport>,
+    /// Full fine-tuning: one entry per epoch run.
+    pub epochs: Vec<EpochRecord>,
+    /// Full fine-tuning with `--eval`: the epoch whose weights were saved.
+    pub best_epoch: Option<usize>,
     pub seed: u64,
     pub seconds: Timing,
+    /// Training examples processed per second of training (features + fit for head-only).
+    pub train_items_per_second: f64,
     pub environment: Environment,
     pub output_layout: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub eval_accuracy: Option<f64>,
+    pub eval_macro_f1: Option<f64>,
+    pub seconds: f64,
+    pub items_per_second: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,13 +101,18 @@ pub struct EvalRecord {
     pub sha256: String,
     pub rows: usize,
     pub accuracy: f64,
+    pub macro_f1: f64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Timing {
     pub load: f64,
-    pub features: f64,
-    pub fit: f64,
+    /// Head-only: computing the frozen features.
+    pub features: Option<f64>,
+    /// Head-only: the softmax fit.
+    pub fit: Option<f64>,
+    /// All of training (features + fit, or every epoch with its evaluation).
+    pub training: f64,
     pub total: f64,
 }
 
@@ -162,36 +186,56 @@ pub fn head_only(opts: &TrainOptions) -> anyhow::Result<TrainingRecord> {
         recipe: "head-only",
         base_model: opts.model.clone(),
         base_weights_sha256: encoder.info_sha256(),
-        data: DataRecord {
-            path: train.path.display().to_string(),
-            sha256: train.sha256.clone(),
-            rows: train.examples.len(),
-            per_label: train.label_counts(),
-        },
+        data: DataRecord::of(&train),
         eval,
         labels,
         pooling: describe_pooling(pooling, through_pooler),
         normalize,
-        fit: opts.fit.clone(),
-        fit_report,
+        hyperparameters: serde_json::to_value(&opts.fit)?,
+        head_fit: Some(fit_report),
+        epochs: Vec::new(),
+        best_epoch: None,
         seed: opts.seed,
         seconds: Timing {
             load: loaded.load_seconds,
-            features: features_seconds,
-            fit: fit_seconds,
+            features: Some(features_seconds),
+            fit: Some(fit_seconds),
+            training: features_seconds + fit_seconds,
             total: start.elapsed().as_secs_f64(),
         },
+        train_items_per_second: train.examples.len() as f64 / (features_seconds + fit_seconds),
         environment: Environment::detect(),
-        output_layout: if through_pooler {
-            "hf-bert-sequence-classification"
-        } else {
-            "sentence-transformers-dense"
-        },
+        output_layout: if through_pooler { "hf-bert-sequence-classification" } else { "sentence-transformers-dense" },
     };
-    let json = serde_json::to_string_pretty(&record)?;
-    std::fs::write(opts.out.join("training.json"), json + "\n")
-        .with_context(|| format!("{}: cannot write training.json", opts.out.display()))?;
+    write_record(&opts.out, &record)?;
     Ok(record)
+}
+
+/// Writes `training.json` into the model folder.
+pub(super) fn write_record(out: &Path, record: &TrainingRecord) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(record)?;
+    std::fs::write(out.join("training.json"), json + "\n").with_context(|| format!("{}: cannot write training.json", out.display()))?;
+    Ok(())
+}
+
+impl DataRecord {
+    pub(super) fn of(data: &Dataset) -> Self {
+        Self { path: data.path.display().to_string(), sha256: data.sha256.clone(), rows: data.examples.len(), per_label: data.label_counts() }
+    }
+}
+
+/// Accuracy and macro-F1 of `predicted` (indices into `labels`) on a labelled split whose
+/// labels were checked to be among `labels`.
+pub(super) fn eval_record(eval: &Dataset, labels: &[String], predicted: &[usize]) -> anyhow::Result<EvalRecord> {
+    let gold: Vec<Option<usize>> = eval.examples.iter().map(|e| e.label.as_ref().and_then(|l| labels.iter().position(|x| x == l))).collect();
+    let metrics = crate::metrics::classification_metrics(&gold, predicted, labels)?;
+    Ok(EvalRecord {
+        path: eval.path.display().to_string(),
+        sha256: eval.sha256.clone(),
+        rows: eval.examples.len(),
+        accuracy: metrics.accuracy,
+        macro_f1: metrics.macro_f1,
+    })
 }
 
 /// The fitted head on the unchanged backbone, in the layout its pooling calls for.
@@ -208,7 +252,7 @@ fn head_layout(base: &Path, head: &LinearHead, pooling: Pooling, through_pooler:
     Ok(Layout::SentenceTransformers { backbone: Backbone::CopyFile(weights), pooling, normalize, head_weight: weight, head_bias: bias })
 }
 
-fn check_output(out: &Path, overwrite: bool) -> anyhow::Result<()> {
+pub(super) fn check_output(out: &Path, overwrite: bool) -> anyhow::Result<()> {
     if out.exists() && !overwrite {
         bail!(
             "{}: already exists; pass --overwrite to replace it",
@@ -225,7 +269,7 @@ fn check_output(out: &Path, overwrite: bool) -> anyhow::Result<()> {
 }
 
 /// The labels to learn, sorted so that the same data always gives the same ids.
-fn training_labels(train: &Dataset) -> anyhow::Result<Vec<String>> {
+pub(super) fn training_labels(train: &Dataset) -> anyhow::Result<Vec<String>> {
     if train.examples.is_empty() {
         bail!("{}: no rows to train on", train.path.display());
     }
@@ -241,7 +285,7 @@ fn training_labels(train: &Dataset) -> anyhow::Result<Vec<String>> {
     Ok(labels)
 }
 
-fn check_eval_labels(eval: &Dataset, labels: &[String]) -> anyhow::Result<()> {
+pub(super) fn check_eval_labels(eval: &Dataset, labels: &[String]) -> anyhow::Result<()> {
     let unseen: Vec<String> = eval
         .labels()
         .into_iter()
@@ -257,7 +301,7 @@ fn check_eval_labels(eval: &Dataset, labels: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn resolve_pooling(encoder: &Encoder, choice: PoolingChoice) -> (Pooling, bool) {
+pub(super) fn resolve_pooling(encoder: &Encoder, choice: PoolingChoice) -> (Pooling, bool) {
     let pooling = match choice {
         PoolingChoice::Auto => encoder.default_pooling(),
         PoolingChoice::Cls => Pooling::Cls,
@@ -268,7 +312,7 @@ fn resolve_pooling(encoder: &Encoder, choice: PoolingChoice) -> (Pooling, bool) 
     (pooling, normalize)
 }
 
-fn describe_pooling(pooling: Pooling, through_pooler: bool) -> String {
+pub(super) fn describe_pooling(pooling: Pooling, through_pooler: bool) -> String {
     match (pooling, through_pooler) {
         (Pooling::Mean, _) => "mean".into(),
         (Pooling::Cls, true) => "cls+pooler".into(),
@@ -313,18 +357,8 @@ fn evaluate_head(
     opts: &TrainOptions,
 ) -> anyhow::Result<EvalRecord> {
     let features = extract(encoder, eval, pooling, normalize, opts, "eval")?;
-    let correct = eval
-        .examples
-        .iter()
-        .zip(&features)
-        .filter(|(e, f)| e.label.as_deref() == Some(labels[head.predict(f)].as_str()))
-        .count();
-    Ok(EvalRecord {
-        path: eval.path.display().to_string(),
-        sha256: eval.sha256.clone(),
-        rows: eval.examples.len(),
-        accuracy: correct as f64 / eval.examples.len().max(1) as f64,
-    })
+    let predicted: Vec<usize> = features.iter().map(|f| head.predict(f)).collect();
+    eval_record(eval, labels, &predicted)
 }
 
 fn readme(

@@ -3,3 +3,8 @@
 
 pub mod optim;
 pub mod softmax;
+
+/// Index of the largest value of each row.
+pub fn argmax_rows(rows: &[Vec<f32>]) -> Vec<usize> {
+    rows.iter().map(|r| softmax::argmax(r)).collect()
+}

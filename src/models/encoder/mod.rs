@@ -9,6 +9,7 @@ pub mod config;
 pub mod head;
 mod ops;
 pub mod save;
+pub mod trainable;
 pub mod transformer;
 
 use std::path::{Path, PathBuf};
@@ -196,6 +197,16 @@ impl Encoder {
     /// tests can check it against the references.
     pub fn use_candle_ops(&mut self) {
         self.transformer.use_candle_ops();
+    }
+
+    /// Truncates inputs at `max_tokens` from now on (at most the model's own limit).
+    pub fn set_max_tokens(&mut self, max_tokens: usize) -> Result<(), EncoderError> {
+        let max_tokens = max_tokens.min(self.config.max_tokens());
+        self.tokenizer
+            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .map_err(|e| EncoderError::Tokenizer { path: self.dir.join("tokenizer.json"), message: e.to_string() })?;
+        self.max_tokens = max_tokens;
+        Ok(())
     }
 
     /// Fails with a message pointing to `train` when the folder has no head.

@@ -83,28 +83,76 @@ pub fn add_layer_norm(xs: &Tensor, residual: &Tensor, gamma: &Tensor, beta: &Ten
     normed.broadcast_mul(gamma)?.broadcast_add(beta)
 }
 
-/// Attention of each packed sequence over itself, one sequence at a time, from fused QKV
-/// rows `(tokens, 3 * hidden)` to `(tokens, hidden)`; attention dropout when training.
+/// Attention of each packed sequence over itself, from fused QKV rows `(tokens, 3 * hidden)`
+/// to `(tokens, hidden)`; attention dropout when training.
+///
+/// The sequences are gathered into a padded `(batch, longest, ...)` block so that the whole
+/// batch is a handful of batched products (one op per step rather than one per sequence,
+/// which matters most for the backward pass); padded keys are masked out, padded rows are
+/// dropped on the way back to the packed layout. Batches sorted by length pad little.
 pub fn packed_attention(qkv: &Tensor, seq_lens: &[usize], heads: usize, head_dim: usize, dropout: Option<&Dropout>) -> Result<Tensor> {
     let scale = 1.0 / (head_dim as f64).sqrt();
-    let tokens: usize = seq_lens.iter().sum();
+    let device = qkv.device();
+    let batch = seq_lens.len();
+    let longest = seq_lens.iter().copied().max().unwrap_or(0);
     let hidden = heads * head_dim;
-    let split = qkv.reshape((tokens, 3, heads, head_dim))?;
-    let mut contexts = Vec::with_capacity(seq_lens.len());
-    let mut start = 0;
-    for &len in seq_lens {
-        let seq = split.narrow(0, start, len)?;
-        // (len, heads, d) -> (heads, len, d)
-        let part = |i: usize| seq.get_on_dim(1, i)?.transpose(0, 1)?.contiguous();
-        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let probs = match dropout {
-            // candle-nn's fused softmax_last_dim has no backward; the composed one does.
-            Some(dropout) => dropout.apply(&candle_nn::ops::softmax(&scores, D::Minus1)?, dropout.attention)?,
-            None => candle_nn::ops::softmax_last_dim(&scores)?,
-        };
-        contexts.push(probs.matmul(&v)?.transpose(0, 1)?.reshape((len, hidden))?);
-        start += len;
+    let layout = seq_lens.iter().any(|&len| len != longest).then(|| PaddedLayout::new(seq_lens, longest));
+    let block = if let Some(layout) = &layout {
+        let zero_row = Tensor::zeros((1, 3 * hidden), qkv.dtype(), device)?;
+        let source = Tensor::cat(&[qkv, &zero_row], 0)?;
+        source.index_select(&Tensor::new(layout.gather.as_slice(), device)?, 0)?
+    } else {
+        qkv.clone()
+    };
+    let block = block.reshape((batch, longest, 3, heads, head_dim))?;
+    // (batch, longest, heads, d) -> (batch, heads, longest, d)
+    let part = |i: usize| block.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous();
+    let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+    let mut scores = (q.matmul(&k.t()?)? * scale)?;
+    if let Some(layout) = &layout {
+        let mask = Tensor::new(layout.key_mask.as_slice(), device)?.reshape((batch, 1, 1, longest))?.to_dtype(scores.dtype())?;
+        scores = scores.broadcast_add(&mask)?;
     }
-    Tensor::cat(&contexts, 0)
+    let probs = match dropout {
+        // candle-nn's fused softmax_last_dim has no backward; the composed one does.
+        Some(dropout) => dropout.apply(&candle_nn::ops::softmax(&scores, D::Minus1)?, dropout.attention)?,
+        None => candle_nn::ops::softmax_last_dim(&scores)?,
+    };
+    let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch * longest, hidden))?;
+    match &layout {
+        Some(layout) => context.index_select(&Tensor::new(layout.scatter.as_slice(), device)?, 0),
+        None => Ok(context),
+    }
+}
+
+/// Index maps between the packed rows and a padded `(batch, longest)` block.
+struct PaddedLayout {
+    /// For each padded slot, its packed row, or `tokens` (an appended zero row) for padding.
+    gather: Vec<u32>,
+    /// For each packed row, its padded slot.
+    scatter: Vec<u32>,
+    /// 0 for real keys, a large negative number for padding, per (sequence, key slot).
+    key_mask: Vec<f32>,
+}
+
+impl PaddedLayout {
+    fn new(seq_lens: &[usize], longest: usize) -> Self {
+        let tokens: usize = seq_lens.iter().sum();
+        let mut gather = Vec::with_capacity(seq_lens.len() * longest);
+        let mut scatter = Vec::with_capacity(tokens);
+        let mut key_mask = Vec::with_capacity(seq_lens.len() * longest);
+        let mut start = 0;
+        for (s, &len) in seq_lens.iter().enumerate() {
+            for slot in 0..longest {
+                let real = slot < len;
+                gather.push(if real { (start + slot) as u32 } else { tokens as u32 });
+                key_mask.push(if real { 0.0 } else { -1e9 });
+                if real {
+                    scatter.push((s * longest + slot) as u32);
+                }
+            }
+            start += len;
+        }
+        Self { gather, scatter, key_mask }
+    }
 }
