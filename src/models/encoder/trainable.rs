@@ -91,6 +91,13 @@ impl Trainable {
         &self.dropout
     }
 
+    /// Turns dropout off while keeping the gradient-recording forward (`logits(.., true)`):
+    /// for gradient checks, where a random mask would make the loss a different function at
+    /// every evaluation.
+    pub fn disable_dropout(&mut self) {
+        self.dropout = Dropout::new(0.0, 0.0, 0.0, 0);
+    }
+
     pub fn pooling(&self) -> Pooling {
         self.pooling
     }
