@@ -46,6 +46,25 @@ fn gelu_erf_body(xs: &mut [f32]) {
 }
 
 crate::multiversion! {
+    /// In place, the derivative of the erf GELU: `Phi(x) + x * phi(x)` (what the backward
+    /// pass multiplies the incoming gradient by).
+    pub fn gelu_erf_derivative_inplace(xs: &mut [f32]) => gelu_erf_derivative_body
+}
+
+#[inline(always)]
+fn gelu_erf_derivative_body(xs: &mut [f32]) {
+    const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    // 1 / sqrt(2 pi)
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    for x in xs.iter_mut() {
+        let v = *x;
+        let cdf = 0.5 * (1.0 + erf_f32(v * FRAC_1_SQRT_2));
+        let pdf = INV_SQRT_2PI * crate::exp::exp_f32(-0.5 * v * v);
+        *x = cdf + v * pdf;
+    }
+}
+
+crate::multiversion! {
     /// In-place GELU with the tanh approximation (HF's `gelu_new`, `gelu_pytorch_tanh`).
     pub fn gelu_tanh_inplace(xs: &mut [f32]) => gelu_tanh_body
 }
@@ -122,6 +141,19 @@ mod tests {
         assert!((erf_f64(0.5) - 0.520_499_877_813_046_5).abs() < 1e-14);
         assert!((erf_f64(1.0) - 0.842_700_792_949_714_9).abs() < 1e-14);
         assert!((erf_f64(3.0) - 0.999_977_909_503_001_4).abs() < 1e-14);
+    }
+
+    #[test]
+    fn derivative_matches_central_differences_of_the_reference() {
+        let mut xs: Vec<f32> = (0..801).map(|i| (i as f32 - 400.0) / 80.0).collect();
+        let points = xs.clone();
+        gelu_erf_derivative_inplace(&mut xs);
+        for (x, d) in points.iter().zip(&xs) {
+            let h = 1e-3f64;
+            let f = |t: f64| 0.5 * t * (1.0 + erf_f64(t / std::f64::consts::SQRT_2));
+            let numeric = (f(*x as f64 + h) - f(*x as f64 - h)) / (2.0 * h);
+            assert!((*d as f64 - numeric).abs() < 1e-5, "at {x}: {d} vs {numeric}");
+        }
     }
 
     #[test]
