@@ -82,6 +82,8 @@ struct Progress {
     epochs_without_gain: usize,
     loss_sum: f64,
     train_seconds: f64,
+    /// Time already spent in the current epoch before an interruption.
+    epoch_seconds: f64,
 }
 
 pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
@@ -105,7 +107,7 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
         PoolingChoice::Mean => Pooling::Mean,
     };
     let model = Trainable::new(base, labels.len(), pooling, opts.seed)?;
-    let fingerprint = fingerprint(opts, &train, base, pooling);
+    let fingerprint = fingerprint(opts, &train, eval_data.as_ref(), base, pooling);
     let checkpoint = checkpoint_dir(&opts.out);
 
     let texts: Vec<&str> = train.examples.iter().map(|e| e.text.as_str()).collect();
@@ -128,7 +130,19 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
     let mut progress = if opts.resume {
         resume_from(&checkpoint, &fingerprint, &model, &mut optimizer)?
     } else {
-        Progress { fingerprint: fingerprint.clone(), epoch: 0, batches_done: 0, steps: 0, dropout_word_pos: 0, history: Vec::new(), best: None, epochs_without_gain: 0, loss_sum: 0.0, train_seconds: 0.0 }
+        Progress {
+            fingerprint: fingerprint.clone(),
+            epoch: 0,
+            batches_done: 0,
+            steps: 0,
+            dropout_word_pos: 0,
+            history: Vec::new(),
+            best: None,
+            epochs_without_gain: 0,
+            loss_sum: 0.0,
+            train_seconds: 0.0,
+            epoch_seconds: 0.0,
+        }
     };
     let mut best_weights: Option<HashMap<String, Tensor>> = match &progress.best {
         Some(_) => Some(candle_core::safetensors::load(checkpoint.join("best.safetensors"), &candle_core::Device::Cpu)?),
@@ -147,7 +161,7 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
             let loss = train_step(&model, &mut optimizer, &items, &batch_targets, class_weights.as_deref(), opts.hyper.max_grad_norm)?;
             if !loss.is_finite() {
                 bail!(
-                    "the loss became {loss} at epoch {} step {}; training stopped. {} Lower --lr (now {}) or check the data.",
+                    "the loss became {loss} at epoch {} step {}; training stopped. {} Start again with a lower --lr (now {}), or check the data.",
                     progress.epoch + 1,
                     progress.steps + 1,
                     last_good(&checkpoint),
@@ -163,6 +177,7 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
             if stop_requested {
                 bar.finish_and_clear();
                 progress.train_seconds += epoch_start.elapsed().as_secs_f64();
+                progress.epoch_seconds += epoch_start.elapsed().as_secs_f64();
                 progress.dropout_word_pos = model.dropout().word_pos();
                 write_checkpoint(&checkpoint, &model, &optimizer, &progress, best_weights.as_ref())?;
                 bail!(
@@ -176,8 +191,9 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
             }
         }
         bar.finish_and_clear();
-        let seconds = epoch_start.elapsed().as_secs_f64();
-        progress.train_seconds += seconds;
+        progress.train_seconds += epoch_start.elapsed().as_secs_f64();
+        let seconds = progress.epoch_seconds + epoch_start.elapsed().as_secs_f64();
+        progress.epoch_seconds = 0.0;
         let mut record = EpochRecord {
             epoch: progress.epoch + 1,
             train_loss: progress.loss_sum / progress.batches_done.max(1) as f64,
@@ -343,23 +359,25 @@ fn checkpoint_dir(out: &Path) -> PathBuf {
     out.with_file_name(format!("{name}.checkpoint"))
 }
 
+/// Where the last finished epoch's checkpoint is. It belongs to this run's settings, so it
+/// is kept for inspection, not offered to --resume (resuming repeats the same steps).
 fn last_good(checkpoint: &Path) -> String {
     if checkpoint.join("progress.json").is_file() {
-        format!("The last good checkpoint is in {} (continue from it with --resume).", checkpoint.display())
+        format!("The checkpoint of the last finished epoch is kept in {}.", checkpoint.display())
     } else {
         "No epoch had finished, so there is no checkpoint.".to_string()
     }
 }
 
 /// Identifies what a checkpoint belongs to, so `--resume` refuses a different run.
-fn fingerprint(opts: &FinetuneOptions, train: &Dataset, base: &Encoder, pooling: Pooling) -> String {
+fn fingerprint(opts: &FinetuneOptions, train: &Dataset, eval: Option<&Dataset>, base: &Encoder, pooling: Pooling) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     hasher.update(train.sha256.as_bytes());
     hasher.update(base.info_sha256().as_bytes());
     hasher.update(format!("{pooling:?}{}{:?}", opts.seed, opts.hyper).as_bytes());
-    if let Some(eval) = &opts.eval {
-        hasher.update(eval.display().to_string().as_bytes());
+    if let Some(eval) = eval {
+        hasher.update(eval.sha256.as_bytes());
     }
     hex::encode(hasher.finalize())
 }
