@@ -279,7 +279,11 @@ fn run_train(args: TrainArgs) -> anyhow::Result<i32> {
         record.train_items_per_second,
         describe_eval(&record)
     ));
-    print_stdout(&format!("wrote {} ({})\n", opts.out.display(), record.output_layout));
+    print_stdout(&format!(
+        "wrote {} ({})\n",
+        opts.out.display(),
+        record.output_layout
+    ));
     Ok(0)
 }
 
@@ -320,7 +324,11 @@ fn run_head_only(args: TrainArgs, threads: usize) -> anyhow::Result<i32> {
         record.head_fit.as_ref().map_or(f32::NAN, |f| f.train_accuracy),
         describe_eval(&record)
     ));
-    print_stdout(&format!("wrote {} ({})\n", opts.out.display(), record.output_layout));
+    print_stdout(&format!(
+        "wrote {} ({})\n",
+        opts.out.display(),
+        record.output_layout
+    ));
     Ok(0)
 }
 
@@ -328,7 +336,12 @@ fn describe_eval(record: &TrainingRecord) -> String {
     record
         .eval
         .as_ref()
-        .map(|e| format!(", on {}: accuracy {:.4}, macro-F1 {:.4}", e.path, e.accuracy, e.macro_f1))
+        .map(|e| {
+            format!(
+                ", on {}: accuracy {:.4}, macro-F1 {:.4}",
+                e.path, e.accuracy, e.macro_f1
+            )
+        })
         .unwrap_or_default()
 }
 

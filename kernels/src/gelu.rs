@@ -152,7 +152,10 @@ mod tests {
             let h = 1e-3f64;
             let f = |t: f64| 0.5 * t * (1.0 + erf_f64(t / std::f64::consts::SQRT_2));
             let numeric = (f(*x as f64 + h) - f(*x as f64 - h)) / (2.0 * h);
-            assert!((*d as f64 - numeric).abs() < 1e-5, "at {x}: {d} vs {numeric}");
+            assert!(
+                (*d as f64 - numeric).abs() < 1e-5,
+                "at {x}: {d} vs {numeric}"
+            );
         }
     }
 

@@ -31,8 +31,9 @@ pub fn linear_bias(
     accumulate(x, rows, w, k, n, threads, out);
 }
 
-/// `out += x · w`, with the output columns split between two threads when the product is
-/// large enough to pay for it but has too few rows for gemm's own split (which divides rows).
+/// `out += x · w`. Small products run on one thread; products with too few rows for gemm's
+/// own split (which divides rows) have their output columns split between two threads;
+/// large ones use gemm's rayon split.
 fn accumulate(
     x: &[f32],
     rows: usize,
@@ -42,20 +43,41 @@ fn accumulate(
     threads: usize,
     out: &mut [f32],
 ) {
-    if threads >= 2 && rows < 256 && rows * k * n >= PARALLEL_MIN_MACS && n >= 64 {
+    let out_ptr = crate::DisjointWrites(out.as_mut_ptr());
+    let large = threads >= 2 && rows * k * n >= PARALLEL_MIN_MACS;
+    if large && rows < 256 && n >= 64 {
         let half = (n / 2).next_multiple_of(16).min(n);
-        let out_ptr = crate::DisjointWrites(out.as_mut_ptr());
-        let run = |col: usize, cols: usize| {
-            // SAFETY: the two calls write disjoint column ranges of `out`.
-            unsafe { gemm_cols(x, rows, w, k, n, col, cols, out_ptr.get()) }
+        // SAFETY: the two calls write disjoint column ranges of `out`, which outlives them.
+        let run = |col: usize, cols: usize| unsafe {
+            gemm_cols(
+                x,
+                rows,
+                w,
+                k,
+                n,
+                col,
+                cols,
+                out_ptr.get(),
+                Parallelism::None,
+            )
         };
         rayon::join(|| run(0, half), || run(half, n - half));
         return;
     }
-    accumulate_gemm(x, rows, w, k, n, threads, out)
+    let parallelism = if large {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: `out` is the whole `rows x n` output, written by this call alone.
+    unsafe { gemm_cols(x, rows, w, k, n, 0, n, out_ptr.get(), parallelism) }
 }
 
-/// `out[:, col..col+cols] += x · w[:, col..col+cols]`, single-threaded.
+/// `out[:, col..col+cols] += x · w[:, col..col+cols]`.
+///
+/// # Safety
+/// `out` must point to a `rows x n` row-major buffer that nothing else writes in those
+/// columns meanwhile; `x` and `w` are `rows x k` and `k x n` (checked by `linear_bias`).
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_cols(
     x: &[f32],
@@ -66,6 +88,7 @@ unsafe fn gemm_cols(
     col: usize,
     cols: usize,
     out: *mut f32,
+    parallelism: Parallelism,
 ) {
     gemm(
         rows,
@@ -86,50 +109,8 @@ unsafe fn gemm_cols(
         false,
         false,
         false,
-        Parallelism::None,
+        parallelism,
     );
-}
-
-/// `out += x · w` (shapes as in [`linear_bias`]).
-fn accumulate_gemm(
-    x: &[f32],
-    rows: usize,
-    w: &[f32],
-    k: usize,
-    n: usize,
-    threads: usize,
-    out: &mut [f32],
-) {
-    let parallelism = if threads > 1 && rows * k * n >= PARALLEL_MIN_MACS {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
-    // SAFETY: the pointers cover `rows x k`, `k x n` and `rows x n` row-major matrices as
-    // asserted above; `out` does not alias the inputs (it is a distinct `&mut`).
-    unsafe {
-        gemm(
-            rows,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
 }
 
 /// The reference: triple loop in f64.

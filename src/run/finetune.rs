@@ -21,7 +21,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::train::{check_eval_labels, check_output, describe_pooling, eval_record, training_labels, write_record, DataRecord, EpochRecord, PoolingChoice, Timing, TrainingRecord};
+use super::train::{
+    check_eval_labels, check_output, describe_pooling, eval_record, training_labels, write_record,
+    DataRecord, EpochRecord, PoolingChoice, Timing, TrainingRecord,
+};
 use crate::data::{self, Dataset, LoadOptions};
 use crate::models::encoder::head::Pooling;
 use crate::models::encoder::save::{save, ModelToSave};
@@ -94,12 +97,18 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
     install_interrupt_handler();
     let train = data::load(&opts.data, &opts.load)?;
     let labels = training_labels(&train)?;
-    let eval_data = opts.eval.as_ref().map(|p| data::load(p, &opts.load)).transpose()?;
+    let eval_data = opts
+        .eval
+        .as_ref()
+        .map(|p| data::load(p, &opts.load))
+        .transpose()?;
     if let Some(eval) = &eval_data {
         check_eval_labels(eval, &labels)?;
     }
     let mut loaded = super::load_encoder(&opts.model, &opts.device)?;
-    loaded.encoder.set_max_tokens(opts.hyper.max_len.min(loaded.encoder.max_tokens()))?;
+    loaded
+        .encoder
+        .set_max_tokens(opts.hyper.max_len.min(loaded.encoder.max_tokens()))?;
     let base = &loaded.encoder;
     let pooling = match opts.pooling {
         PoolingChoice::Auto => base.default_pooling(),
@@ -113,19 +122,44 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
     let texts: Vec<&str> = train.examples.iter().map(|e| e.text.as_str()).collect();
     let tokenized = base.encode(&texts)?;
     let lengths: Vec<usize> = tokenized.iter().map(TokenizedText::len).collect();
-    let targets: Vec<u32> = train.examples.iter().map(|e| labels.iter().position(|l| Some(l) == e.label.as_ref()).expect("labels come from this data") as u32).collect();
+    let targets: Vec<u32> = train
+        .examples
+        .iter()
+        .map(|e| {
+            labels
+                .iter()
+                .position(|l| Some(l) == e.label.as_ref())
+                .expect("labels come from this data") as u32
+        })
+        .collect();
     let eval_set = match &eval_data {
-        Some(eval) => Some((eval, base.encode(&eval.examples.iter().map(|e| e.text.as_str()).collect::<Vec<_>>())?)),
+        Some(eval) => Some((
+            eval,
+            base.encode(
+                &eval
+                    .examples
+                    .iter()
+                    .map(|e| e.text.as_str())
+                    .collect::<Vec<_>>(),
+            )?,
+        )),
         None => None,
     };
-    let class_weights = opts.hyper.class_weights.then(|| balanced_weights(&targets, labels.len()));
+    let class_weights = opts
+        .hyper
+        .class_weights
+        .then(|| balanced_weights(&targets, labels.len()));
 
     let batches_per_epoch = tokenized.len().div_ceil(opts.hyper.batch_size);
     let total_steps = (opts.hyper.epochs * batches_per_epoch) as u64;
     let warmup = (opts.hyper.warmup_ratio * total_steps as f64) as u64;
     let mut optimizer = AdamW::new(
         model.variables(),
-        AdamWConfig { lr: opts.hyper.learning_rate, weight_decay: opts.hyper.weight_decay, ..Default::default() },
+        AdamWConfig {
+            lr: opts.hyper.learning_rate,
+            weight_decay: opts.hyper.weight_decay,
+            ..Default::default()
+        },
     )?;
     let mut progress = if opts.resume {
         resume_from(&checkpoint, &fingerprint, &model, &mut optimizer)?
@@ -145,20 +179,41 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
         }
     };
     let mut best_weights: Option<HashMap<String, Tensor>> = match &progress.best {
-        Some(_) => Some(candle_core::safetensors::load(checkpoint.join("best.safetensors"), &candle_core::Device::Cpu)?),
+        Some(_) => Some(candle_core::safetensors::load(
+            checkpoint.join("best.safetensors"),
+            &candle_core::Device::Cpu,
+        )?),
         None => None,
     };
 
     while progress.epoch < opts.hyper.epochs {
         let epoch_start = Instant::now();
         let batches = epoch_batches(&lengths, opts.hyper.batch_size, opts.seed, progress.epoch);
-        let bar = super::progress(tokenized.len(), &format!("epoch {}", progress.epoch + 1), opts.progress);
-        bar.set_position((progress.batches_done * opts.hyper.batch_size).min(tokenized.len()) as u64);
+        let bar = super::progress(
+            tokenized.len(),
+            &format!("epoch {}", progress.epoch + 1),
+            opts.progress,
+        );
+        bar.set_position(
+            (progress.batches_done * opts.hyper.batch_size).min(tokenized.len()) as u64,
+        );
         for batch in batches.iter().skip(progress.batches_done) {
-            optimizer.set_lr(linear_warmup_decay(progress.steps, warmup, total_steps, opts.hyper.learning_rate));
+            optimizer.set_lr(linear_warmup_decay(
+                progress.steps,
+                warmup,
+                total_steps,
+                opts.hyper.learning_rate,
+            ));
             let items: Vec<&TokenizedText> = batch.iter().map(|&i| &tokenized[i]).collect();
             let batch_targets: Vec<u32> = batch.iter().map(|&i| targets[i]).collect();
-            let loss = train_step(&model, &mut optimizer, &items, &batch_targets, class_weights.as_deref(), opts.hyper.max_grad_norm)?;
+            let loss = train_step(
+                &model,
+                &mut optimizer,
+                &items,
+                &batch_targets,
+                class_weights.as_deref(),
+                opts.hyper.max_grad_norm,
+            )?;
             if !loss.is_finite() {
                 bail!(
                     "the loss became {loss} at epoch {} step {}; training stopped. {} Start again with a lower --lr (now {}), or check the data.",
@@ -173,13 +228,20 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
             progress.steps += 1;
             bar.inc(batch.len() as u64);
             bar.set_message(format!("epoch {} loss {loss:.3}", progress.epoch + 1));
-            let stop_requested = INTERRUPTED.load(Ordering::SeqCst) || opts.stop_after_steps.is_some_and(|n| progress.steps >= n);
+            let stop_requested = INTERRUPTED.load(Ordering::SeqCst)
+                || opts.stop_after_steps.is_some_and(|n| progress.steps >= n);
             if stop_requested {
                 bar.finish_and_clear();
                 progress.train_seconds += epoch_start.elapsed().as_secs_f64();
                 progress.epoch_seconds += epoch_start.elapsed().as_secs_f64();
                 progress.dropout_word_pos = model.dropout().word_pos();
-                write_checkpoint(&checkpoint, &model, &optimizer, &progress, best_weights.as_ref())?;
+                write_checkpoint(
+                    &checkpoint,
+                    &model,
+                    &optimizer,
+                    &progress,
+                    best_weights.as_ref(),
+                )?;
                 bail!(
                     "stopped after {} steps (epoch {}, batch {} of {}); the checkpoint is in {}. Run the same command with --resume to continue.",
                     progress.steps,
@@ -220,9 +282,21 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
         progress.batches_done = 0;
         progress.loss_sum = 0.0;
         progress.dropout_word_pos = model.dropout().word_pos();
-        write_checkpoint(&checkpoint, &model, &optimizer, &progress, best_weights.as_ref())?;
-        if opts.patience.is_some_and(|p| progress.epochs_without_gain >= p) {
-            eprintln!("early stopping: no better eval macro-F1 for {} epochs", progress.epochs_without_gain);
+        write_checkpoint(
+            &checkpoint,
+            &model,
+            &optimizer,
+            &progress,
+            best_weights.as_ref(),
+        )?;
+        if opts
+            .patience
+            .is_some_and(|p| progress.epochs_without_gain >= p)
+        {
+            eprintln!(
+                "early stopping: no better eval macro-F1 for {} epochs",
+                progress.epochs_without_gain
+            );
             break;
         }
     }
@@ -235,7 +309,8 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
         None => None,
     };
     if opts.out.exists() {
-        std::fs::remove_dir_all(&opts.out).with_context(|| format!("{}: cannot replace", opts.out.display()))?;
+        std::fs::remove_dir_all(&opts.out)
+            .with_context(|| format!("{}: cannot replace", opts.out.display()))?;
     }
     let layout = model.layout()?;
     let output_layout = match pooling {
@@ -243,7 +318,16 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
         Pooling::Mean => "sentence-transformers-dense",
     };
     let readme = readme(&opts.model, &labels, pooling, &opts.hyper);
-    save(&ModelToSave { source_dir: base.dir(), labels: &labels, layout, max_tokens: opts.hyper.max_len, readme }, &opts.out)?;
+    save(
+        &ModelToSave {
+            source_dir: base.dir(),
+            labels: &labels,
+            layout,
+            max_tokens: opts.hyper.max_len,
+            readme,
+        },
+        &opts.out,
+    )?;
     let trained_items = progress.history.len() * tokenized.len();
     let record = TrainingRecord {
         schema_version: 1,
@@ -260,7 +344,13 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
         best_epoch: progress.best.map(|(epoch, _)| epoch),
         epochs: progress.history,
         seed: opts.seed,
-        seconds: Timing { load: loaded.load_seconds, features: None, fit: None, training: progress.train_seconds, total: start.elapsed().as_secs_f64() },
+        seconds: Timing {
+            load: loaded.load_seconds,
+            features: None,
+            fit: None,
+            training: progress.train_seconds,
+            total: start.elapsed().as_secs_f64(),
+        },
         train_items_per_second: trained_items as f64 / progress.train_seconds.max(1e-9),
         environment: Environment::detect(),
         output_layout,
@@ -271,7 +361,14 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
 }
 
 /// Forward, loss, backward, clipping and one optimizer step; returns the batch loss.
-fn train_step(model: &Trainable, optimizer: &mut AdamW, items: &[&TokenizedText], targets: &[u32], class_weights: Option<&[f32]>, max_grad_norm: f64) -> anyhow::Result<f32> {
+fn train_step(
+    model: &Trainable,
+    optimizer: &mut AdamW,
+    items: &[&TokenizedText],
+    targets: &[u32],
+    class_weights: Option<&[f32]>,
+    max_grad_norm: f64,
+) -> anyhow::Result<f32> {
     let logits = model.logits(items, true)?;
     let loss = cross_entropy(&logits, targets, class_weights)?;
     let value = loss.to_scalar::<f32>()?;
@@ -288,11 +385,18 @@ fn train_step(model: &Trainable, optimizer: &mut AdamW, items: &[&TokenizedText]
 
 /// Mean cross-entropy, or the class-weighted mean (`sum w_y * nll / sum w_y`, as PyTorch's
 /// `cross_entropy(weight=...)`).
-fn cross_entropy(logits: &Tensor, targets: &[u32], class_weights: Option<&[f32]>) -> candle_core::Result<Tensor> {
+fn cross_entropy(
+    logits: &Tensor,
+    targets: &[u32],
+    class_weights: Option<&[f32]>,
+) -> candle_core::Result<Tensor> {
     let device = logits.device();
     let targets_t = Tensor::new(targets, device)?;
     let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    let nll = log_probs.gather(&targets_t.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+    let nll = log_probs
+        .gather(&targets_t.unsqueeze(1)?, 1)?
+        .squeeze(1)?
+        .neg()?;
     match class_weights {
         None => nll.mean_all(),
         Some(weights) => {
@@ -309,7 +413,16 @@ fn balanced_weights(targets: &[u32], classes: usize) -> Vec<f32> {
     for &t in targets {
         counts[t as usize] += 1;
     }
-    counts.iter().map(|&c| if c == 0 { 0.0 } else { targets.len() as f32 / (classes * c) as f32 }).collect()
+    counts
+        .iter()
+        .map(|&c| {
+            if c == 0 {
+                0.0
+            } else {
+                targets.len() as f32 / (classes * c) as f32
+            }
+        })
+        .collect()
 }
 
 /// Predicted label index per item, without dropout, in batches of 64.
@@ -355,7 +468,10 @@ fn describe_epoch(record: &EpochRecord, epochs: usize) -> String {
 }
 
 fn checkpoint_dir(out: &Path) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
     out.with_file_name(format!("{name}.checkpoint"))
 }
 
@@ -363,14 +479,23 @@ fn checkpoint_dir(out: &Path) -> PathBuf {
 /// is kept for inspection, not offered to --resume (resuming repeats the same steps).
 fn last_good(checkpoint: &Path) -> String {
     if checkpoint.join("progress.json").is_file() {
-        format!("The checkpoint of the last finished epoch is kept in {}.", checkpoint.display())
+        format!(
+            "The checkpoint of the last finished epoch is kept in {}.",
+            checkpoint.display()
+        )
     } else {
         "No epoch had finished, so there is no checkpoint.".to_string()
     }
 }
 
 /// Identifies what a checkpoint belongs to, so `--resume` refuses a different run.
-fn fingerprint(opts: &FinetuneOptions, train: &Dataset, eval: Option<&Dataset>, base: &Encoder, pooling: Pooling) -> String {
+fn fingerprint(
+    opts: &FinetuneOptions,
+    train: &Dataset,
+    eval: Option<&Dataset>,
+    base: &Encoder,
+    pooling: Pooling,
+) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     hasher.update(train.sha256.as_bytes());
@@ -385,7 +510,13 @@ fn fingerprint(opts: &FinetuneOptions, train: &Dataset, eval: Option<&Dataset>, 
 /// Writes the checkpoint beside `--out`, replacing the previous one only once the new one
 /// is complete (write to a temporary folder, then swap), so an interrupt never leaves a
 /// half-written checkpoint.
-fn write_checkpoint(dir: &Path, model: &Trainable, optimizer: &AdamW, progress: &Progress, best: Option<&HashMap<String, Tensor>>) -> anyhow::Result<()> {
+fn write_checkpoint(
+    dir: &Path,
+    model: &Trainable,
+    optimizer: &AdamW,
+    progress: &Progress,
+    best: Option<&HashMap<String, Tensor>>,
+) -> anyhow::Result<()> {
     let tmp = dir.with_extension("checkpoint-tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
@@ -394,7 +525,10 @@ fn write_checkpoint(dir: &Path, model: &Trainable, optimizer: &AdamW, progress: 
     if let Some(best) = best {
         candle_core::safetensors::save(best, tmp.join("best.safetensors"))?;
     }
-    std::fs::write(tmp.join("progress.json"), serde_json::to_string_pretty(progress)?)?;
+    std::fs::write(
+        tmp.join("progress.json"),
+        serde_json::to_string_pretty(progress)?,
+    )?;
     let old = dir.with_extension("checkpoint-old");
     let _ = std::fs::remove_dir_all(&old);
     if dir.exists() {
@@ -405,11 +539,21 @@ fn write_checkpoint(dir: &Path, model: &Trainable, optimizer: &AdamW, progress: 
     Ok(())
 }
 
-fn resume_from(dir: &Path, fingerprint: &str, model: &Trainable, optimizer: &mut AdamW) -> anyhow::Result<Progress> {
+fn resume_from(
+    dir: &Path,
+    fingerprint: &str,
+    model: &Trainable,
+    optimizer: &mut AdamW,
+) -> anyhow::Result<Progress> {
     let progress_path = dir.join("progress.json");
-    let text = std::fs::read_to_string(&progress_path)
-        .with_context(|| format!("--resume: no checkpoint at {} (it is written after each epoch and on Ctrl-C)", dir.display()))?;
-    let progress: Progress = serde_json::from_str(&text).with_context(|| format!("{}: not a taskbench checkpoint", progress_path.display()))?;
+    let text = std::fs::read_to_string(&progress_path).with_context(|| {
+        format!(
+            "--resume: no checkpoint at {} (it is written after each epoch and on Ctrl-C)",
+            dir.display()
+        )
+    })?;
+    let progress: Progress = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a taskbench checkpoint", progress_path.display()))?;
     if progress.fingerprint != fingerprint {
         bail!(
             "--resume: the checkpoint in {} was made with other data, model or settings; rerun with the original ones, or without --resume to start over",
@@ -419,7 +563,12 @@ fn resume_from(dir: &Path, fingerprint: &str, model: &Trainable, optimizer: &mut
     model.load_weights(&dir.join("weights.safetensors"))?;
     optimizer.load_state(&dir.join("optimizer.safetensors"))?;
     model.dropout().set_word_pos(progress.dropout_word_pos);
-    eprintln!("resuming from {} (epoch {}, step {})", dir.display(), progress.epoch + 1, progress.steps);
+    eprintln!(
+        "resuming from {} (epoch {}, step {})",
+        dir.display(),
+        progress.epoch + 1,
+        progress.steps
+    );
     Ok(progress)
 }
 

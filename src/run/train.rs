@@ -178,7 +178,13 @@ pub fn head_only(opts: &TrainOptions) -> anyhow::Result<TrainingRecord> {
     );
     let layout = head_layout(&loaded.dir, &head, pooling, through_pooler, normalize)?;
     save(
-        &ModelToSave { source_dir: &loaded.dir, labels: &labels, layout, max_tokens: encoder.max_tokens(), readme },
+        &ModelToSave {
+            source_dir: &loaded.dir,
+            labels: &labels,
+            layout,
+            max_tokens: encoder.max_tokens(),
+            readme,
+        },
         &opts.out,
     )?;
     let record = TrainingRecord {
@@ -205,7 +211,11 @@ pub fn head_only(opts: &TrainOptions) -> anyhow::Result<TrainingRecord> {
         },
         train_items_per_second: train.examples.len() as f64 / (features_seconds + fit_seconds),
         environment: Environment::detect(),
-        output_layout: if through_pooler { "hf-bert-sequence-classification" } else { "sentence-transformers-dense" },
+        output_layout: if through_pooler {
+            "hf-bert-sequence-classification"
+        } else {
+            "sentence-transformers-dense"
+        },
     };
     write_record(&opts.out, &record)?;
     Ok(record)
@@ -214,20 +224,38 @@ pub fn head_only(opts: &TrainOptions) -> anyhow::Result<TrainingRecord> {
 /// Writes `training.json` into the model folder.
 pub(super) fn write_record(out: &Path, record: &TrainingRecord) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(record)?;
-    std::fs::write(out.join("training.json"), json + "\n").with_context(|| format!("{}: cannot write training.json", out.display()))?;
+    std::fs::write(out.join("training.json"), json + "\n")
+        .with_context(|| format!("{}: cannot write training.json", out.display()))?;
     Ok(())
 }
 
 impl DataRecord {
     pub(super) fn of(data: &Dataset) -> Self {
-        Self { path: data.path.display().to_string(), sha256: data.sha256.clone(), rows: data.examples.len(), per_label: data.label_counts() }
+        Self {
+            path: data.path.display().to_string(),
+            sha256: data.sha256.clone(),
+            rows: data.examples.len(),
+            per_label: data.label_counts(),
+        }
     }
 }
 
 /// Accuracy and macro-F1 of `predicted` (indices into `labels`) on a labelled split whose
 /// labels were checked to be among `labels`.
-pub(super) fn eval_record(eval: &Dataset, labels: &[String], predicted: &[usize]) -> anyhow::Result<EvalRecord> {
-    let gold: Vec<Option<usize>> = eval.examples.iter().map(|e| e.label.as_ref().and_then(|l| labels.iter().position(|x| x == l))).collect();
+pub(super) fn eval_record(
+    eval: &Dataset,
+    labels: &[String],
+    predicted: &[usize],
+) -> anyhow::Result<EvalRecord> {
+    let gold: Vec<Option<usize>> = eval
+        .examples
+        .iter()
+        .map(|e| {
+            e.label
+                .as_ref()
+                .and_then(|l| labels.iter().position(|x| x == l))
+        })
+        .collect();
     let metrics = crate::metrics::classification_metrics(&gold, predicted, labels)?;
     Ok(EvalRecord {
         path: eval.path.display().to_string(),
@@ -239,7 +267,13 @@ pub(super) fn eval_record(eval: &Dataset, labels: &[String], predicted: &[usize]
 }
 
 /// The fitted head on the unchanged backbone, in the layout its pooling calls for.
-fn head_layout(base: &Path, head: &LinearHead, pooling: Pooling, through_pooler: bool, normalize: bool) -> anyhow::Result<Layout> {
+fn head_layout(
+    base: &Path,
+    head: &LinearHead,
+    pooling: Pooling,
+    through_pooler: bool,
+    normalize: bool,
+) -> anyhow::Result<Layout> {
     let weight = matrix(&head.weight)?;
     let bias = candle_core::Tensor::new(head.bias.as_slice(), &candle_core::Device::Cpu)?;
     let weights = base.join("model.safetensors");
@@ -247,9 +281,18 @@ fn head_layout(base: &Path, head: &LinearHead, pooling: Pooling, through_pooler:
         let mut tensors = load_with_prefix(&weights, "bert")?;
         tensors.insert("classifier.weight".into(), weight);
         tensors.insert("classifier.bias".into(), bias);
-        return Ok(Layout::HfClassifier { architecture: "BertForSequenceClassification".into(), tensors });
+        return Ok(Layout::HfClassifier {
+            architecture: "BertForSequenceClassification".into(),
+            tensors,
+        });
     }
-    Ok(Layout::SentenceTransformers { backbone: Backbone::CopyFile(weights), pooling, normalize, head_weight: weight, head_bias: bias })
+    Ok(Layout::SentenceTransformers {
+        backbone: Backbone::CopyFile(weights),
+        pooling,
+        normalize,
+        head_weight: weight,
+        head_bias: bias,
+    })
 }
 
 pub(super) fn check_output(out: &Path, overwrite: bool) -> anyhow::Result<()> {

@@ -56,7 +56,10 @@ pub fn configure_threads(threads: Option<usize>) -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    std::env::set_var("CANDLE_NUM_THREADS", std::env::var("TB_EW").unwrap_or(n.to_string()));
+    std::env::set_var(
+        "CANDLE_NUM_THREADS",
+        std::env::var("TB_EW").unwrap_or(n.to_string()),
+    );
     // Fails only if the pool already exists (a second call in one process): keep the first.
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(n)

@@ -244,8 +244,16 @@ impl RawConfig {
                 self.layer_norm_eps.unwrap_or(1e-12)
             },
             pad_token_id,
-            id2label: self.id2label.clone().map(|m| labels_in_id_order(m, path)).transpose()?,
-            hidden_dropout: if is_distil { self.dropout.unwrap_or(0.1) } else { self.hidden_dropout_prob.unwrap_or(0.1) },
+            id2label: self
+                .id2label
+                .clone()
+                .map(|m| labels_in_id_order(m, path))
+                .transpose()?,
+            hidden_dropout: if is_distil {
+                self.dropout.unwrap_or(0.1)
+            } else {
+                self.hidden_dropout_prob.unwrap_or(0.1)
+            },
             attention_dropout: if is_distil {
                 self.attention_dropout.unwrap_or(0.1)
             } else {
@@ -254,7 +262,9 @@ impl RawConfig {
             classifier_dropout: if is_distil {
                 self.seq_classif_dropout.unwrap_or(0.2)
             } else {
-                self.classifier_dropout.or(self.hidden_dropout_prob).unwrap_or(0.1)
+                self.classifier_dropout
+                    .or(self.hidden_dropout_prob)
+                    .unwrap_or(0.1)
             },
             initializer_range: self.initializer_range.unwrap_or(0.02),
         };

@@ -203,8 +203,14 @@ impl Encoder {
     pub fn set_max_tokens(&mut self, max_tokens: usize) -> Result<(), EncoderError> {
         let max_tokens = max_tokens.min(self.config.max_tokens());
         self.tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
-            .map_err(|e| EncoderError::Tokenizer { path: self.dir.join("tokenizer.json"), message: e.to_string() })?;
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
+            .map_err(|e| EncoderError::Tokenizer {
+                path: self.dir.join("tokenizer.json"),
+                message: e.to_string(),
+            })?;
         self.max_tokens = max_tokens;
         Ok(())
     }

@@ -22,7 +22,12 @@ pub struct Dropout {
 
 impl Dropout {
     pub fn new(hidden: f32, attention: f32, classifier: f32, seed: u64) -> Self {
-        Self { hidden, attention, classifier, rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)) }
+        Self {
+            hidden,
+            attention,
+            classifier,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+        }
     }
 
     /// Zeroes each value with probability `p` and scales the rest by `1 / (1 - p)`.
@@ -34,7 +39,15 @@ impl Dropout {
         let scale = 1.0 / keep;
         let mask: Vec<f32> = {
             let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            (0..xs.elem_count()).map(|_| if rng.random::<f32>() < keep { scale } else { 0.0 }).collect()
+            (0..xs.elem_count())
+                .map(|_| {
+                    if rng.random::<f32>() < keep {
+                        scale
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
         };
         let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
         xs * mask
@@ -42,11 +55,17 @@ impl Dropout {
 
     /// The random stream's position, to checkpoint it.
     pub fn word_pos(&self) -> u128 {
-        self.rng.lock().unwrap_or_else(|e| e.into_inner()).get_word_pos()
+        self.rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_word_pos()
     }
 
     pub fn set_word_pos(&self, pos: u128) {
-        self.rng.lock().unwrap_or_else(|e| e.into_inner()).set_word_pos(pos)
+        self.rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_word_pos(pos)
     }
 }
 
@@ -63,7 +82,9 @@ fn activation(xs: &Tensor, act: Activation) -> Result<Tensor> {
     match act {
         // candle evaluates erf in f64 per element, forward and backward; on CPU the
         // vectorised kernels do both (a twentieth of a training step).
-        Activation::GeluErf if xs.device().is_cpu() && xs.dtype() == DType::F32 => xs.contiguous()?.apply_op1(GeluErf),
+        Activation::GeluErf if xs.device().is_cpu() && xs.dtype() == DType::F32 => {
+            xs.contiguous()?.apply_op1(GeluErf)
+        }
         Activation::GeluErf => xs.gelu_erf(),
         Activation::GeluTanh => xs.gelu(),
         Activation::Relu => xs.relu(),
@@ -73,7 +94,14 @@ fn activation(xs: &Tensor, act: Activation) -> Result<Tensor> {
 /// `LayerNorm(x + residual)`. When `differentiable`, composed of ops that record gradients:
 /// candle-nn's fused `layer_norm` has no backward (candle issues 2168, 2977), so training
 /// through it would silently update only the head.
-pub fn add_layer_norm(xs: &Tensor, residual: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, differentiable: bool) -> Result<Tensor> {
+pub fn add_layer_norm(
+    xs: &Tensor,
+    residual: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    differentiable: bool,
+) -> Result<Tensor> {
     let x = (xs + residual)?;
     if !differentiable {
         return candle_nn::ops::layer_norm(&x.contiguous()?, gamma, beta, eps as f32);
@@ -93,13 +121,22 @@ pub fn add_layer_norm(xs: &Tensor, residual: &Tensor, gamma: &Tensor, beta: &Ten
 /// batch is a handful of batched products (one op per step rather than one per sequence,
 /// which matters most for the backward pass); padded keys are masked out, padded rows are
 /// dropped on the way back to the packed layout. Batches sorted by length pad little.
-pub fn packed_attention(qkv: &Tensor, seq_lens: &[usize], heads: usize, head_dim: usize, dropout: Option<&Dropout>) -> Result<Tensor> {
+pub fn packed_attention(
+    qkv: &Tensor,
+    seq_lens: &[usize],
+    heads: usize,
+    head_dim: usize,
+    dropout: Option<&Dropout>,
+) -> Result<Tensor> {
     let scale = 1.0 / (head_dim as f64).sqrt();
     let device = qkv.device();
     let batch = seq_lens.len();
     let longest = seq_lens.iter().copied().max().unwrap_or(0);
     let hidden = heads * head_dim;
-    let layout = seq_lens.iter().any(|&len| len != longest).then(|| PaddedLayout::new(seq_lens, longest));
+    let layout = seq_lens
+        .iter()
+        .any(|&len| len != longest)
+        .then(|| PaddedLayout::new(seq_lens, longest));
     let block = if let Some(layout) = &layout {
         let zero_row = Tensor::zeros((1, 3 * hidden), qkv.dtype(), device)?;
         let source = Tensor::cat(&[qkv, &zero_row], 0)?;
@@ -109,19 +146,33 @@ pub fn packed_attention(qkv: &Tensor, seq_lens: &[usize], heads: usize, head_dim
     };
     let block = block.reshape((batch, longest, 3, heads, head_dim))?;
     // (batch, longest, heads, d) -> (batch, heads, longest, d)
-    let part = |i: usize| block.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous();
+    let part = |i: usize| {
+        block
+            .narrow(2, i, 1)?
+            .squeeze(2)?
+            .transpose(1, 2)?
+            .contiguous()
+    };
     let (q, k, v) = (part(0)?, part(1)?, part(2)?);
     let mut scores = (q.matmul(&k.t()?)? * scale)?;
     if let Some(layout) = &layout {
-        let mask = Tensor::new(layout.key_mask.as_slice(), device)?.reshape((batch, 1, 1, longest))?.to_dtype(scores.dtype())?;
+        let mask = Tensor::new(layout.key_mask.as_slice(), device)?
+            .reshape((batch, 1, 1, longest))?
+            .to_dtype(scores.dtype())?;
         scores = scores.broadcast_add(&mask)?;
     }
     let probs = match dropout {
         // candle-nn's fused softmax_last_dim has no backward; the composed one does.
-        Some(dropout) => dropout.apply(&candle_nn::ops::softmax(&scores, D::Minus1)?, dropout.attention)?,
+        Some(dropout) => dropout.apply(
+            &candle_nn::ops::softmax(&scores, D::Minus1)?,
+            dropout.attention,
+        )?,
         None => candle_nn::ops::softmax_last_dim(&scores)?,
     };
-    let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch * longest, hidden))?;
+    let context = probs
+        .matmul(&v)?
+        .transpose(1, 2)?
+        .reshape((batch * longest, hidden))?;
     match &layout {
         Some(layout) => context.index_select(&Tensor::new(layout.scatter.as_slice(), device)?, 0),
         None => Ok(context),
@@ -148,7 +199,11 @@ impl PaddedLayout {
         for (s, &len) in seq_lens.iter().enumerate() {
             for slot in 0..longest {
                 let real = slot < len;
-                gather.push(if real { (start + slot) as u32 } else { tokens as u32 });
+                gather.push(if real {
+                    (start + slot) as u32
+                } else {
+                    tokens as u32
+                });
                 key_mask.push(if real { 0.0 } else { -1e9 });
                 if real {
                     scatter.push((s * longest + slot) as u32);
@@ -156,7 +211,11 @@ impl PaddedLayout {
             }
             start += len;
         }
-        Self { gather, scatter, key_mask }
+        Self {
+            gather,
+            scatter,
+            key_mask,
+        }
     }
 }
 
@@ -166,7 +225,12 @@ struct GeluErf;
 /// The GELU derivative at each input, for [`GeluErf`]'s backward.
 struct GeluErfDerivative;
 
-fn map_cpu_f32(storage: &CpuStorage, layout: &Layout, name: &str, f: fn(&mut [f32])) -> Result<(CpuStorage, Shape)> {
+fn map_cpu_f32(
+    storage: &CpuStorage,
+    layout: &Layout,
+    name: &str,
+    f: fn(&mut [f32]),
+) -> Result<(CpuStorage, Shape)> {
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{name}: expected f32");
     };
@@ -184,7 +248,12 @@ impl CustomOp1 for GeluErf {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        map_cpu_f32(storage, layout, self.name(), taskbench_kernels::gelu::gelu_erf_inplace)
+        map_cpu_f32(
+            storage,
+            layout,
+            self.name(),
+            taskbench_kernels::gelu::gelu_erf_inplace,
+        )
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -199,6 +268,11 @@ impl CustomOp1 for GeluErfDerivative {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        map_cpu_f32(storage, layout, self.name(), taskbench_kernels::gelu::gelu_erf_derivative_inplace)
+        map_cpu_f32(
+            storage,
+            layout,
+            self.name(),
+            taskbench_kernels::gelu::gelu_erf_derivative_inplace,
+        )
     }
 }

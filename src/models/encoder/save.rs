@@ -35,10 +35,19 @@ pub struct ModelToSave<'a> {
 /// The two layouts taskbench writes.
 pub enum Layout {
     /// A HF `...ForSequenceClassification` folder: every tensor under its final HF name.
-    HfClassifier { architecture: String, tensors: HashMap<String, Tensor> },
+    HfClassifier {
+        architecture: String,
+        tensors: HashMap<String, Tensor>,
+    },
     /// sentence-transformers: the backbone (tensor names without the model prefix), a
     /// `Pooling` module, optionally `Normalize`, and the head as a `Dense` module.
-    SentenceTransformers { backbone: Backbone, pooling: Pooling, normalize: bool, head_weight: Tensor, head_bias: Tensor },
+    SentenceTransformers {
+        backbone: Backbone,
+        pooling: Pooling,
+        normalize: bool,
+        head_weight: Tensor,
+        head_bias: Tensor,
+    },
 }
 
 /// The backbone's weights: unchanged (copied from the base folder) or trained.
@@ -58,7 +67,10 @@ pub enum SaveError {
     #[error("{}: {message}", path.display())]
     Format { path: PathBuf, message: String },
     #[error("{}: {}", path.display(), super::candle_message(source))]
-    Tensors { path: PathBuf, source: candle_core::Error },
+    Tensors {
+        path: PathBuf,
+        source: candle_core::Error,
+    },
 }
 
 /// Tokenizer files a model folder may carry (WordPiece, BPE, SentencePiece).
@@ -79,7 +91,12 @@ pub fn save(model: &ModelToSave, out: &Path) -> Result<(), SaveError> {
     create_dir(&staging)?;
     let result = write_layout(model, &staging)
         .and_then(|_| write(&staging.join("README.md"), model.readme.as_bytes()))
-        .and_then(|_| std::fs::rename(&staging, out).map_err(|source| SaveError::Io { path: out.to_owned(), source }));
+        .and_then(|_| {
+            std::fs::rename(&staging, out).map_err(|source| SaveError::Io {
+                path: out.to_owned(),
+                source,
+            })
+        });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }
@@ -87,7 +104,10 @@ pub fn save(model: &ModelToSave, out: &Path) -> Result<(), SaveError> {
 }
 
 fn staging_dir(out: &Path) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
     out.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
@@ -96,29 +116,50 @@ fn write_layout(model: &ModelToSave, dir: &Path) -> Result<(), SaveError> {
     add_labels(&mut config, model.labels);
     copy_tokenizer(model.source_dir, dir)?;
     match &model.layout {
-        Layout::HfClassifier { architecture, tensors } => {
+        Layout::HfClassifier {
+            architecture,
+            tensors,
+        } => {
             config["architectures"] = json!([architecture]);
             config["problem_type"] = json!("single_label_classification");
             write_json(&dir.join("config.json"), &config)?;
             save_tensors(tensors, &dir.join("model.safetensors"))
         }
-        Layout::SentenceTransformers { backbone, pooling, normalize, head_weight, head_bias } => {
+        Layout::SentenceTransformers {
+            backbone,
+            pooling,
+            normalize,
+            head_weight,
+            head_bias,
+        } => {
             write_json(&dir.join("config.json"), &config)?;
             match backbone {
                 Backbone::CopyFile(path) => copy(path, &dir.join("model.safetensors"))?,
-                Backbone::Tensors(tensors) => save_tensors(tensors, &dir.join("model.safetensors"))?,
+                Backbone::Tensors(tensors) => {
+                    save_tensors(tensors, &dir.join("model.safetensors"))?
+                }
             }
             write_st_modules(model, dir, *pooling, *normalize, head_weight, head_bias)
         }
     }
 }
 
-fn write_st_modules(model: &ModelToSave, dir: &Path, pooling: Pooling, normalize: bool, weight: &Tensor, bias: &Tensor) -> Result<(), SaveError> {
+fn write_st_modules(
+    model: &ModelToSave,
+    dir: &Path,
+    pooling: Pooling,
+    normalize: bool,
+    weight: &Tensor,
+    bias: &Tensor,
+) -> Result<(), SaveError> {
     let st_config = model.source_dir.join("config_sentence_transformers.json");
     if st_config.is_file() {
         copy(&st_config, &dir.join("config_sentence_transformers.json"))?;
     }
-    write_json(&dir.join("sentence_bert_config.json"), &json!({"max_seq_length": model.max_tokens, "do_lower_case": false}))?;
+    write_json(
+        &dir.join("sentence_bert_config.json"),
+        &json!({"max_seq_length": model.max_tokens, "do_lower_case": false}),
+    )?;
     create_dir(&dir.join("1_Pooling"))?;
     let (classes, hidden) = weight.dims2().map_err(|e| tensor_err(dir, e))?;
     write_json(
@@ -144,8 +185,16 @@ fn write_st_modules(model: &ModelToSave, dir: &Path, pooling: Pooling, normalize
     write_json(&dir.join("modules.json"), &Value::Array(modules))?;
     let dense_dir = dir.join(&dense_path);
     create_dir(&dense_dir)?;
-    let dense = StDenseConfig { in_features: hidden, out_features: classes, bias: true, activation_function: IDENTITY.into() };
-    write_json(&dense_dir.join("config.json"), &serde_json::to_value(&dense).expect("plain struct"))?;
+    let dense = StDenseConfig {
+        in_features: hidden,
+        out_features: classes,
+        bias: true,
+        activation_function: IDENTITY.into(),
+    };
+    write_json(
+        &dense_dir.join("config.json"),
+        &serde_json::to_value(&dense).expect("plain struct"),
+    )?;
     let mut tensors = HashMap::new();
     tensors.insert("linear.weight".to_string(), weight.clone());
     tensors.insert("linear.bias".to_string(), bias.clone());
@@ -159,11 +208,18 @@ fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(), Sa
 /// The tensors of a safetensors file with `prefix.` put before every name that lacks it
 /// (a bare `BertModel` checkpoint under the names `BertForSequenceClassification` uses).
 pub fn load_with_prefix(path: &Path, prefix: &str) -> Result<HashMap<String, Tensor>, SaveError> {
-    let tensors = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| tensor_err(path, e))?;
+    let tensors =
+        candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| tensor_err(path, e))?;
     let with_dot = format!("{prefix}.");
     Ok(tensors
         .into_iter()
-        .map(|(name, t)| if name.starts_with(&with_dot) { (name, t) } else { (format!("{with_dot}{name}"), t) })
+        .map(|(name, t)| {
+            if name.starts_with(&with_dot) {
+                (name, t)
+            } else {
+                (format!("{with_dot}{name}"), t)
+            }
+        })
         .collect())
 }
 

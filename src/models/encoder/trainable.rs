@@ -28,10 +28,21 @@ use crate::models::TokenizedText;
 
 /// The head on top of the pooled features.
 enum TrainHead {
-    Bert { pooler: Linear, classifier: Linear },
-    DistilBert { pre_classifier: Linear, classifier: Linear },
-    Roberta { dense: Linear, out_proj: Linear },
-    Mean { linear: Linear },
+    Bert {
+        pooler: Linear,
+        classifier: Linear,
+    },
+    DistilBert {
+        pre_classifier: Linear,
+        classifier: Linear,
+    },
+    Roberta {
+        dense: Linear,
+        out_proj: Linear,
+    },
+    Mean {
+        linear: Linear,
+    },
 }
 
 pub struct Trainable {
@@ -47,26 +58,43 @@ pub struct Trainable {
 
 impl Trainable {
     /// The base encoder's backbone with a new head for `num_labels` labels.
-    pub fn new(base: &Encoder, num_labels: usize, pooling: Pooling, seed: u64) -> Result<Self, EncoderError> {
+    pub fn new(
+        base: &Encoder,
+        num_labels: usize,
+        pooling: Pooling,
+        seed: u64,
+    ) -> Result<Self, EncoderError> {
         let config = base.config.clone();
         let device = base.device().clone();
         let weights = base.dir().join("model.safetensors");
-        let weights_err = |e: candle_core::Error| EncoderError::Weights { path: weights.clone(), message: super::candle_message(&e) };
+        let weights_err = |e: candle_core::Error| EncoderError::Weights {
+            path: weights.clone(),
+            message: super::candle_message(&e),
+        };
         let prefix = config.family.backbone_prefix(&config.model_type);
         let varmap = VarMap::new();
         {
             let mut data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
-            for (name, tensor) in candle_core::safetensors::load(&weights, &device).map_err(weights_err)? {
+            for (name, tensor) in
+                candle_core::safetensors::load(&weights, &device).map_err(weights_err)?
+            {
                 if let Some(name) = backbone_name(&name, prefix) {
                     if tensor.dtype().is_float() {
-                        data.insert(name, Var::from_tensor(&tensor.to_dtype(DType::F32).map_err(weights_err)?).map_err(weights_err)?);
+                        data.insert(
+                            name,
+                            Var::from_tensor(&tensor.to_dtype(DType::F32).map_err(weights_err)?)
+                                .map_err(weights_err)?,
+                        );
                     }
                 }
             }
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             for (name, shape) in new_head_shapes(&config, prefix, num_labels, pooling) {
-                if !data.contains_key(&name) {
-                    data.insert(name, init_normal(&shape, config.initializer_range, &mut rng, &device).map_err(weights_err)?);
+                if let std::collections::hash_map::Entry::Vacant(slot) = data.entry(name) {
+                    slot.insert(
+                        init_normal(&shape, config.initializer_range, &mut rng, &device)
+                            .map_err(weights_err)?,
+                    );
                 }
             }
         }
@@ -74,15 +102,30 @@ impl Trainable {
         let mut transformer = Transformer::load(&vb.pp(prefix), &config).map_err(weights_err)?;
         transformer.use_candle_ops();
         let head = load_head(&vb, &config, prefix, num_labels, pooling).map_err(weights_err)?;
-        let dropout = Dropout::new(config.hidden_dropout, config.attention_dropout, config.classifier_dropout, seed ^ 0x5eed);
-        Ok(Self { config, varmap, prefix, transformer, head, pooling, dropout, device })
+        let dropout = Dropout::new(
+            config.hidden_dropout,
+            config.attention_dropout,
+            config.classifier_dropout,
+            seed ^ 0x5eed,
+        );
+        Ok(Self {
+            config,
+            varmap,
+            prefix,
+            transformer,
+            head,
+            pooling,
+            dropout,
+            device,
+        })
     }
 
     /// Every trainable variable with its name, sorted by name (a stable order for the
     /// optimizer and its saved state).
     pub fn variables(&self) -> Vec<(String, Var)> {
         let data = self.varmap.data().lock().unwrap_or_else(|e| e.into_inner());
-        let mut vars: Vec<(String, Var)> = data.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        let mut vars: Vec<(String, Var)> =
+            data.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         vars
     }
@@ -104,7 +147,10 @@ impl Trainable {
 
     /// Logits `(batch, labels)`; `training` turns dropout on and records gradients.
     pub fn logits(&self, batch: &[&TokenizedText], training: bool) -> candle_core::Result<Tensor> {
-        let sequences: Vec<(Vec<u32>, Vec<u32>)> = batch.iter().map(|t| (t.ids.clone(), t.type_ids.clone())).collect();
+        let sequences: Vec<(Vec<u32>, Vec<u32>)> = batch
+            .iter()
+            .map(|t| (t.ids.clone(), t.type_ids.clone()))
+            .collect();
         let packed = PackedBatch::new(&sequences, self.transformer.positions(), &self.device)?;
         let dropout = training.then_some(&self.dropout);
         let hidden = match dropout {
@@ -120,25 +166,35 @@ impl Trainable {
             hidden.index_select(&rows, 0)
         };
         match &self.head {
-            TrainHead::Bert { pooler, classifier } => classifier.forward(&drop(pooler.forward(&first()?)?.tanh()?)?),
-            TrainHead::DistilBert { pre_classifier, classifier } => {
-                classifier.forward(&drop(pre_classifier.forward(&first()?)?.relu()?)?)
+            TrainHead::Bert { pooler, classifier } => {
+                classifier.forward(&drop(pooler.forward(&first()?)?.tanh()?)?)
             }
-            TrainHead::Roberta { dense, out_proj } => out_proj.forward(&drop(dense.forward(&drop(first()?)?)?.tanh()?)?),
+            TrainHead::DistilBert {
+                pre_classifier,
+                classifier,
+            } => classifier.forward(&drop(pre_classifier.forward(&first()?)?.relu()?)?),
+            TrainHead::Roberta { dense, out_proj } => {
+                out_proj.forward(&drop(dense.forward(&drop(first()?)?)?.tanh()?)?)
+            }
             TrainHead::Mean { linear } => linear.forward(&mean_pool(&hidden, &packed.seq_lens)?),
         }
     }
 
     /// Current weights by name, copied (a checkpoint, or the best epoch kept in memory).
     pub fn snapshot(&self) -> candle_core::Result<HashMap<String, Tensor>> {
-        self.variables().into_iter().map(|(n, v)| Ok((n, v.as_tensor().copy()?))).collect()
+        self.variables()
+            .into_iter()
+            .map(|(n, v)| Ok((n, v.as_tensor().copy()?)))
+            .collect()
     }
 
     /// Puts weights from [`Self::snapshot`] or a checkpoint file back; every variable must be
     /// there with its shape.
     pub fn restore(&self, weights: &HashMap<String, Tensor>) -> candle_core::Result<()> {
         for (name, var) in self.variables() {
-            let value = weights.get(&name).ok_or_else(|| candle_core::Error::Msg(format!("checkpoint has no tensor `{name}`")))?;
+            let value = weights.get(&name).ok_or_else(|| {
+                candle_core::Error::Msg(format!("checkpoint has no tensor `{name}`"))
+            })?;
             var.set(&value.to_device(&self.device)?.to_dtype(var.dtype())?)?;
         }
         Ok(())
@@ -157,7 +213,11 @@ impl Trainable {
     /// folder for CLS pooling, sentence-transformers with a `Dense` head for mean pooling.
     pub fn layout(&self) -> candle_core::Result<Layout> {
         let cpu = |t: &Tensor| t.to_device(&Device::Cpu);
-        let tensors: HashMap<String, Tensor> = self.variables().into_iter().map(|(n, v)| Ok((n, cpu(v.as_tensor())?))).collect::<candle_core::Result<_>>()?;
+        let tensors: HashMap<String, Tensor> = self
+            .variables()
+            .into_iter()
+            .map(|(n, v)| Ok((n, cpu(v.as_tensor())?)))
+            .collect::<candle_core::Result<_>>()?;
         if let TrainHead::Mean { linear } = &self.head {
             let dot = format!("{}.", self.prefix);
             let backbone = tensors
@@ -172,7 +232,10 @@ impl Trainable {
                 head_bias: cpu(linear.bias())?,
             });
         }
-        Ok(Layout::HfClassifier { architecture: classifier_architecture(&self.config).into(), tensors })
+        Ok(Layout::HfClassifier {
+            architecture: classifier_architecture(&self.config).into(),
+            tensors,
+        })
     }
 }
 
@@ -180,8 +243,13 @@ impl Trainable {
 /// family's prefix; an old head (a checkpoint that was already a classifier) is dropped,
 /// since the new labels need a new one.
 fn backbone_name(name: &str, prefix: &str) -> Option<String> {
-    let bare = name.strip_prefix(prefix).and_then(|n| n.strip_prefix('.')).unwrap_or(name);
-    let backbone = ["embeddings.", "encoder.", "transformer.", "pooler."].iter().any(|p| bare.starts_with(p));
+    let bare = name
+        .strip_prefix(prefix)
+        .and_then(|n| n.strip_prefix('.'))
+        .unwrap_or(name);
+    let backbone = ["embeddings.", "encoder.", "transformer.", "pooler."]
+        .iter()
+        .any(|p| bare.starts_with(p));
     backbone.then(|| format!("{prefix}.{bare}"))
 }
 
@@ -195,21 +263,51 @@ fn classifier_architecture(cfg: &EncoderConfig) -> &'static str {
 }
 
 /// Tensors the head needs, by HF name and shape (only those the checkpoint lacks are created).
-fn new_head_shapes(cfg: &EncoderConfig, prefix: &str, labels: usize, pooling: Pooling) -> Vec<(String, Vec<usize>)> {
+fn new_head_shapes(
+    cfg: &EncoderConfig,
+    prefix: &str,
+    labels: usize,
+    pooling: Pooling,
+) -> Vec<(String, Vec<usize>)> {
     let h = cfg.hidden_size;
-    let linear = |name: &str, out: usize, inp: usize| vec![(format!("{name}.weight"), vec![out, inp]), (format!("{name}.bias"), vec![out])];
+    let linear = |name: &str, out: usize, inp: usize| {
+        vec![
+            (format!("{name}.weight"), vec![out, inp]),
+            (format!("{name}.bias"), vec![out]),
+        ]
+    };
     match (pooling, cfg.family) {
         (Pooling::Mean, _) => linear("head", labels, h),
-        (Pooling::Cls, Family::Bert) => [linear(&format!("{prefix}.pooler.dense"), h, h), linear("classifier", labels, h)].concat(),
-        (Pooling::Cls, Family::DistilBert) => [linear("pre_classifier", h, h), linear("classifier", labels, h)].concat(),
-        (Pooling::Cls, Family::Roberta) => [linear("classifier.dense", h, h), linear("classifier.out_proj", labels, h)].concat(),
+        (Pooling::Cls, Family::Bert) => [
+            linear(&format!("{prefix}.pooler.dense"), h, h),
+            linear("classifier", labels, h),
+        ]
+        .concat(),
+        (Pooling::Cls, Family::DistilBert) => [
+            linear("pre_classifier", h, h),
+            linear("classifier", labels, h),
+        ]
+        .concat(),
+        (Pooling::Cls, Family::Roberta) => [
+            linear("classifier.dense", h, h),
+            linear("classifier.out_proj", labels, h),
+        ]
+        .concat(),
     }
 }
 
-fn load_head(vb: &VarBuilder, cfg: &EncoderConfig, prefix: &str, labels: usize, pooling: Pooling) -> candle_core::Result<TrainHead> {
+fn load_head(
+    vb: &VarBuilder,
+    cfg: &EncoderConfig,
+    prefix: &str,
+    labels: usize,
+    pooling: Pooling,
+) -> candle_core::Result<TrainHead> {
     let h = cfg.hidden_size;
     Ok(match (pooling, cfg.family) {
-        (Pooling::Mean, _) => TrainHead::Mean { linear: Linear::load(&vb.pp("head"), h, labels)? },
+        (Pooling::Mean, _) => TrainHead::Mean {
+            linear: Linear::load(&vb.pp("head"), h, labels)?,
+        },
         (Pooling::Cls, Family::Bert) => TrainHead::Bert {
             pooler: Linear::load(&vb.pp(prefix).pp("pooler.dense"), h, h)?,
             classifier: Linear::load(&vb.pp("classifier"), h, labels)?,
@@ -226,12 +324,18 @@ fn load_head(vb: &VarBuilder, cfg: &EncoderConfig, prefix: &str, labels: usize, 
 }
 
 /// HF's init for new weights: normal(0, initializer_range) for matrices, zero for biases.
-fn init_normal(shape: &[usize], std: f64, rng: &mut ChaCha8Rng, device: &Device) -> candle_core::Result<Var> {
+fn init_normal(
+    shape: &[usize],
+    std: f64,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+) -> candle_core::Result<Var> {
     let count: usize = shape.iter().product();
     let values: Vec<f32> = if shape.len() == 1 {
         vec![0.0; count]
     } else {
-        let normal = Normal::new(0.0, std as f32).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let normal =
+            Normal::new(0.0, std as f32).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         (0..count).map(|_| normal.sample(rng)).collect()
     };
     Var::from_tensor(&Tensor::from_vec(values, shape, device)?)

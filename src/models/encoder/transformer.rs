@@ -129,19 +129,35 @@ impl Linear {
     fn load_fused(vbs: &[VarBuilder], in_dim: usize, out_dim: usize) -> Result<Self> {
         let parts = vbs
             .iter()
-            .map(|vb| Ok((vb.get((out_dim, in_dim), "weight")?, vb.get(out_dim, "bias")?)))
+            .map(|vb| {
+                Ok((
+                    vb.get((out_dim, in_dim), "weight")?,
+                    vb.get(out_dim, "bias")?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         let (weight, bias) = concat(&parts)?;
-        Ok(Self { weight, bias, parts })
+        Ok(Self {
+            weight,
+            bias,
+            parts,
+        })
     }
 
     pub fn from_parts(weight: Tensor, bias: Tensor) -> Self {
-        Self { weight, bias, parts: Vec::new() }
+        Self {
+            weight,
+            bias,
+            parts: Vec::new(),
+        }
     }
 
     /// `[in, out]` row-major copies for the CPU kernels.
     fn cpu_parts(&self) -> Result<(Vec<f32>, Vec<f32>)> {
-        Ok((self.weight.t()?.contiguous()?.flatten_all()?.to_vec1()?, self.bias.to_vec1()?))
+        Ok((
+            self.weight.t()?.contiguous()?.flatten_all()?.to_vec1()?,
+            self.bias.to_vec1()?,
+        ))
     }
 
     /// The weight as HF stores it, `[out, in]`.
@@ -154,7 +170,12 @@ impl Linear {
     }
 
     /// `act(xs · W^T + b)` for `xs` of shape `(rows, in)`; `training` re-reads fused parts.
-    pub fn forward_act(&self, xs: &Tensor, act: Option<Activation>, training: bool) -> Result<Tensor> {
+    pub fn forward_act(
+        &self,
+        xs: &Tensor,
+        act: Option<Activation>,
+        training: bool,
+    ) -> Result<Tensor> {
         if training && !self.parts.is_empty() {
             let (weight, bias) = concat(&self.parts)?;
             return ops::linear(xs, &weight, &bias, act);
@@ -183,7 +204,11 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
-        Ok(Self { gamma: vb.get(size, "weight")?, beta: vb.get(size, "bias")?, eps })
+        Ok(Self {
+            gamma: vb.get(size, "weight")?,
+            beta: vb.get(size, "bias")?,
+            eps,
+        })
     }
 
     fn cpu_parts(&self) -> Result<(Vec<f32>, Vec<f32>)> {
@@ -191,7 +216,12 @@ impl LayerNorm {
     }
 
     /// `LayerNorm(xs + residual)`; `training` selects the ops that record gradients.
-    pub fn forward_residual(&self, xs: &Tensor, residual: &Tensor, training: bool) -> Result<Tensor> {
+    pub fn forward_residual(
+        &self,
+        xs: &Tensor,
+        residual: &Tensor,
+        training: bool,
+    ) -> Result<Tensor> {
         ops::add_layer_norm(xs, residual, &self.gamma, &self.beta, self.eps, training)
     }
 }
@@ -227,7 +257,9 @@ impl Embeddings {
             xs = (xs + token_type.index_select(&batch.type_ids, 0)?)?;
         }
         let position = self.position.index_select(&batch.position_ids, 0)?;
-        let xs = self.norm.forward_residual(&xs, &position, dropout.is_some())?;
+        let xs = self
+            .norm
+            .forward_residual(&xs, &position, dropout.is_some())?;
         match dropout {
             Some(d) => d.apply(&xs, d.hidden),
             None => Ok(xs),
@@ -313,14 +345,22 @@ impl Layer {
     }
 
     /// One block with candle ops; `dropout` is `Some` when training.
-    fn forward(&self, xs: &Tensor, batch: &PackedBatch, shape: &AttentionShape, act: Activation, dropout: Option<&Dropout>) -> Result<Tensor> {
+    fn forward(
+        &self,
+        xs: &Tensor,
+        batch: &PackedBatch,
+        shape: &AttentionShape,
+        act: Activation,
+        dropout: Option<&Dropout>,
+    ) -> Result<Tensor> {
         let training = dropout.is_some();
         let drop = |t: Tensor| match dropout {
             Some(d) => d.apply(&t, d.hidden),
             None => Ok(t),
         };
         let qkv = self.qkv.forward_act(xs, None, training)?;
-        let context = ops::packed_attention(&qkv, &batch.seq_lens, shape.heads, shape.head_dim, dropout)?;
+        let context =
+            ops::packed_attention(&qkv, &batch.seq_lens, shape.heads, shape.head_dim, dropout)?;
         let attended = drop(self.attn_out.forward_act(&context, None, training)?)?;
         let xs = self.attn_norm.forward_residual(&attended, xs, training)?;
         let hidden = self.ffn_in.forward_act(&xs, Some(act), training)?;
