@@ -22,10 +22,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::train::{
-    check_eval_labels, check_output, describe_pooling, eval_record, training_labels, write_record,
-    DataRecord, EpochRecord, PoolingChoice, Timing, TrainingRecord,
+    check_output, describe_pooling, eval_record, load_splits, write_record, DataRecord,
+    EpochRecord, PoolingChoice, Timing, TrainingRecord,
 };
-use crate::data::{self, Dataset, LoadOptions};
+use crate::data::{Dataset, LoadOptions};
 use crate::models::encoder::head::Pooling;
 use crate::models::encoder::save::{save, ModelToSave};
 use crate::models::encoder::trainable::Trainable;
@@ -95,16 +95,7 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
         check_output(&opts.out, opts.overwrite)?;
     }
     install_interrupt_handler();
-    let train = data::load(&opts.data, &opts.load)?;
-    let labels = training_labels(&train)?;
-    let eval_data = opts
-        .eval
-        .as_ref()
-        .map(|p| data::load(p, &opts.load))
-        .transpose()?;
-    if let Some(eval) = &eval_data {
-        check_eval_labels(eval, &labels)?;
-    }
+    let (train, labels, eval_data) = load_splits(&opts.data, opts.eval.as_deref(), &opts.load)?;
     let mut loaded = super::load_encoder(&opts.model, &opts.device)?;
     loaded
         .encoder
@@ -234,12 +225,11 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
                 bar.finish_and_clear();
                 progress.train_seconds += epoch_start.elapsed().as_secs_f64();
                 progress.epoch_seconds += epoch_start.elapsed().as_secs_f64();
-                progress.dropout_word_pos = model.dropout().word_pos();
                 write_checkpoint(
                     &checkpoint,
                     &model,
                     &optimizer,
-                    &progress,
+                    &mut progress,
                     best_weights.as_ref(),
                 )?;
                 bail!(
@@ -281,12 +271,11 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
         progress.epoch += 1;
         progress.batches_done = 0;
         progress.loss_sum = 0.0;
-        progress.dropout_word_pos = model.dropout().word_pos();
         write_checkpoint(
             &checkpoint,
             &model,
             &optimizer,
-            &progress,
+            &mut progress,
             best_weights.as_ref(),
         )?;
         if opts
@@ -514,9 +503,10 @@ fn write_checkpoint(
     dir: &Path,
     model: &Trainable,
     optimizer: &AdamW,
-    progress: &Progress,
+    progress: &mut Progress,
     best: Option<&HashMap<String, Tensor>>,
 ) -> anyhow::Result<()> {
+    progress.dropout_word_pos = model.dropout().word_pos();
     let tmp = dir.with_extension("checkpoint-tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;

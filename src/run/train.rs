@@ -119,16 +119,7 @@ pub struct Timing {
 pub fn head_only(opts: &TrainOptions) -> anyhow::Result<TrainingRecord> {
     let start = Instant::now();
     check_output(&opts.out, opts.overwrite)?;
-    let train = data::load(&opts.data, &opts.load)?;
-    let labels = training_labels(&train)?;
-    let eval_data = opts
-        .eval
-        .as_ref()
-        .map(|p| data::load(p, &opts.load))
-        .transpose()?;
-    if let Some(eval) = &eval_data {
-        check_eval_labels(eval, &labels)?;
-    }
+    let (train, labels, eval_data) = load_splits(&opts.data, opts.eval.as_deref(), &opts.load)?;
     let loaded = super::load_encoder(&opts.model, &opts.device)?;
     let encoder = &loaded.encoder;
     let (pooling, normalize) = resolve_pooling(encoder, opts.pooling);
@@ -311,8 +302,23 @@ pub(super) fn check_output(out: &Path, overwrite: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The training split, its labels, and the optional eval split checked against them.
+pub(super) fn load_splits(
+    train: &Path,
+    eval: Option<&Path>,
+    load: &LoadOptions,
+) -> anyhow::Result<(Dataset, Vec<String>, Option<Dataset>)> {
+    let train = data::load(train, load)?;
+    let labels = training_labels(&train)?;
+    let eval = eval.map(|p| data::load(p, load)).transpose()?;
+    if let Some(eval) = &eval {
+        check_eval_labels(eval, &labels)?;
+    }
+    Ok((train, labels, eval))
+}
+
 /// The labels to learn, sorted so that the same data always gives the same ids.
-pub(super) fn training_labels(train: &Dataset) -> anyhow::Result<Vec<String>> {
+fn training_labels(train: &Dataset) -> anyhow::Result<Vec<String>> {
     if train.examples.is_empty() {
         bail!("{}: no rows to train on", train.path.display());
     }
@@ -328,7 +334,7 @@ pub(super) fn training_labels(train: &Dataset) -> anyhow::Result<Vec<String>> {
     Ok(labels)
 }
 
-pub(super) fn check_eval_labels(eval: &Dataset, labels: &[String]) -> anyhow::Result<()> {
+fn check_eval_labels(eval: &Dataset, labels: &[String]) -> anyhow::Result<()> {
     let unseen: Vec<String> = eval
         .labels()
         .into_iter()

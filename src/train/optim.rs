@@ -218,7 +218,15 @@ impl AdamW {
             let inv_bc2_sqrt = 1.0 / (1.0 - beta2.powf(t)).sqrt();
 
             if var.device().is_cpu() && var.dtype() == DType::F32 && g.dtype() == DType::F32 {
-                let (m, v) = fused_cpu_update(var, g, &self.m[i], &self.v[i], &self.config, step_size, inv_bc2_sqrt)?;
+                let (m, v) = fused_cpu_update(
+                    var,
+                    g,
+                    &self.m[i],
+                    &self.v[i],
+                    &self.config,
+                    step_size,
+                    inv_bc2_sqrt,
+                )?;
                 self.m[i] = m;
                 self.v[i] = v;
                 continue;
@@ -498,7 +506,15 @@ pub fn linear_warmup_decay(step: u64, warmup: u64, total: u64, peak: f64) -> f64
 /// The same update as the tensor path in one pass over plain slices, split across rayon's
 /// threads: eleven tensor ops per parameter (each allocating and sweeping 22M values for
 /// MiniLM) cost more than a training step's forward pass on short texts.
-fn fused_cpu_update(var: &Var, g: &Tensor, m: &Tensor, v: &Tensor, config: &AdamWConfig, step_size: f64, inv_bc2_sqrt: f64) -> candle_core::Result<(Tensor, Tensor)> {
+fn fused_cpu_update(
+    var: &Var,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    config: &AdamWConfig,
+    step_size: f64,
+    inv_bc2_sqrt: f64,
+) -> candle_core::Result<(Tensor, Tensor)> {
     use rayon::prelude::*;
     let shape = var.shape().clone();
     let mut p: Vec<f32> = var.as_tensor().flatten_all()?.to_vec1()?;
@@ -523,7 +539,10 @@ fn fused_cpu_update(var: &Var, g: &Tensor, m: &Tensor, v: &Tensor, config: &Adam
         });
     let device = var.device();
     var.set(&Tensor::from_vec(p, &shape, device)?)?;
-    Ok((Tensor::from_vec(m, &shape, device)?, Tensor::from_vec(v, &shape, device)?))
+    Ok((
+        Tensor::from_vec(m, &shape, device)?,
+        Tensor::from_vec(v, &shape, device)?,
+    ))
 }
 
 #[cfg(test)]
