@@ -132,7 +132,7 @@ impl Task<'_> {
 
 crate::multiversion! {
     /// Each row of `scores` (`rows x width`) replaced by its softmax.
-    fn softmax_rows(scores: &mut [f32], width: usize) => softmax_body
+    pub fn softmax_rows(scores: &mut [f32], width: usize) => softmax_body
 }
 
 #[inline(always)]

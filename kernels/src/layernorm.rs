@@ -65,6 +65,18 @@ fn inplace_body(x: &mut [f32], delta: &[f32], gamma: &[f32], beta: &[f32], eps: 
     }
 }
 
+crate::multiversion! {
+    /// In place, each row of `x` (`rows x gamma.len()`): `LayerNorm(x) * gamma + beta`.
+    pub fn layer_norm_inplace(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) => layer_norm_body
+}
+
+#[inline(always)]
+fn layer_norm_body(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    for row in x.chunks_exact_mut(gamma.len()) {
+        normalize_row(row, gamma, beta, eps);
+    }
+}
+
 #[inline(always)]
 fn normalize_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let width = row.len() as f32;
@@ -122,6 +134,11 @@ mod tests {
             let want = add_layer_norm_reference(&x, &r, &g, &b, 1e-12);
             let mut inplace = x.clone();
             add_layer_norm_inplace(&mut inplace, &r, &g, &b, 1e-12);
+            let mut plain: Vec<f32> = x.iter().zip(&r).map(|(a, c)| a + c).collect();
+            layer_norm_inplace(&mut plain, &g, &b, 1e-12);
+            for (p, w) in plain.iter().zip(&want) {
+                assert!((p - w).abs() < 2e-5, "layer_norm_inplace: {p} vs {w}");
+            }
             for ((o, i), w) in out.iter().zip(&inplace).zip(&want) {
                 assert!(
                     (o - w).abs() < 2e-5,

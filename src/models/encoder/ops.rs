@@ -5,7 +5,7 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -106,6 +106,15 @@ pub fn add_layer_norm(
     if !differentiable {
         return candle_nn::ops::layer_norm(&x.contiguous()?, gamma, beta, eps as f32);
     }
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        // One op that keeps only its input for backward, where the composition below keeps
+        // nine intermediates per LayerNorm (a sixth of training's peak memory).
+        return x.contiguous()?.apply_op3_arc(
+            gamma,
+            beta,
+            std::sync::Arc::new(Box::new(LayerNormOp { eps: eps as f32 })),
+        );
+    }
     let x = x.to_dtype(DType::F32)?;
     let mean = x.mean_keepdim(D::Minus1)?;
     let centered = x.broadcast_sub(&mean)?;
@@ -162,11 +171,8 @@ pub fn packed_attention(
         scores = scores.broadcast_add(&mask)?;
     }
     let probs = match dropout {
-        // candle-nn's fused softmax_last_dim has no backward; the composed one does.
-        Some(dropout) => dropout.apply(
-            &candle_nn::ops::softmax(&scores, D::Minus1)?,
-            dropout.attention,
-        )?,
+        // candle-nn's fused softmax_last_dim has no backward.
+        Some(dropout) => dropout.apply(&softmax_with_grad(&scores)?, dropout.attention)?,
         None => candle_nn::ops::softmax_last_dim(&scores)?,
     };
     let context = probs
@@ -274,5 +280,103 @@ impl CustomOp1 for GeluErfDerivative {
             self.name(),
             taskbench_kernels::gelu::gelu_erf_derivative_inplace,
         )
+    }
+}
+
+/// Softmax over the last dimension that records gradients: on CPU one op whose backward
+/// needs only its output (`dx = y * (g - sum(g * y))`); elsewhere candle's composition.
+fn softmax_with_grad(xs: &Tensor) -> Result<Tensor> {
+    if xs.device().is_cpu() && xs.dtype() == DType::F32 {
+        return xs.contiguous()?.apply_op1(SoftmaxOp);
+    }
+    candle_nn::ops::softmax(xs, D::Minus1)
+}
+
+struct SoftmaxOp;
+
+impl CustomOp1 for SoftmaxOp {
+    fn name(&self) -> &'static str {
+        "softmax-with-grad"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let width = *layout.shape().dims().last().unwrap_or(&1);
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("softmax-with-grad: expected f32");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("softmax-with-grad: expected a contiguous tensor");
+        };
+        let mut out = data[start..end].to_vec();
+        taskbench_kernels::attention::softmax_rows(&mut out, width.max(1));
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let dot = (grad_res * res)?.sum_keepdim(D::Minus1)?;
+        Ok(Some((grad_res.broadcast_sub(&dot)? * res)?))
+    }
+}
+
+/// LayerNorm over the last dimension of `x` with `gamma` and `beta`, recording gradients
+/// for all three while saving only `x` (the backward recomputes the normalised values).
+struct LayerNormOp {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "layer-norm-with-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let slice = |s: &'_ CpuStorage, l: &Layout| -> Result<Vec<f32>> {
+            let CpuStorage::F32(data) = s else {
+                candle_core::bail!("layer-norm-with-grad: expected f32");
+            };
+            let Some((start, end)) = l.contiguous_offsets() else {
+                candle_core::bail!("layer-norm-with-grad: expected contiguous tensors");
+            };
+            Ok(data[start..end].to_vec())
+        };
+        let (mut x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        taskbench_kernels::layernorm::layer_norm_inplace(&mut x, &gamma, &beta, self.eps);
+        Ok((CpuStorage::F32(x), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let width = gamma.dim(0)?;
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centered = x.broadcast_sub(&mean)?;
+        let rstd = (centered.sqr()?.mean_keepdim(D::Minus1)? + self.eps as f64)?
+            .sqrt()?
+            .recip()?;
+        let x_hat = centered.broadcast_mul(&rstd)?;
+        let rows = x.elem_count() / width;
+        let d_gamma = (g * &x_hat)?.reshape((rows, width))?.sum(0)?;
+        let d_beta = g.reshape((rows, width))?.sum(0)?;
+        let g_gamma = g.broadcast_mul(gamma)?;
+        let mean_gg = g_gamma.mean_keepdim(D::Minus1)?;
+        let mean_gg_xhat = (&g_gamma * &x_hat)?.mean_keepdim(D::Minus1)?;
+        let dx = g_gamma
+            .broadcast_sub(&mean_gg)?
+            .sub(&x_hat.broadcast_mul(&mean_gg_xhat)?)?
+            .broadcast_mul(&rstd)?;
+        Ok((Some(dx), Some(d_gamma), Some(d_beta)))
     }
 }
