@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use candle_core::backprop::GradStore;
 use candle_core::{Tensor, D};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -357,7 +358,13 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
     Ok(record)
 }
 
-/// Forward, loss, backward, clipping and one optimizer step; returns the batch loss.
+/// Most tokens one forward/backward pass holds. A batch over it runs as several passes whose
+/// gradients are summed (the same gradient: each pass's loss is its share of the batch loss);
+/// activations are about 0.8 MB per token for MiniLM, so this caps training's peak memory.
+const MAX_PASS_TOKENS: usize = 1024;
+
+/// Forward, loss, backward (in passes of at most [`MAX_PASS_TOKENS`]), clipping and one
+/// optimizer step; returns the batch loss.
 fn train_step(
     model: &Trainable,
     optimizer: &mut AdamW,
@@ -366,23 +373,69 @@ fn train_step(
     class_weights: Option<&[f32]>,
     max_grad_norm: f64,
 ) -> anyhow::Result<f32> {
-    let logits = model.logits(items, true)?;
-    let loss = cross_entropy(&logits, targets, class_weights)?;
-    let value = loss.to_scalar::<f32>()?;
-    if !value.is_finite() {
-        return Ok(value);
+    let weight_of = |t: u32| class_weights.map_or(1.0, |w| w[t as usize]);
+    let normalizer: f32 = targets.iter().map(|&t| weight_of(t)).sum();
+    let mut grads = GradStore::default();
+    let mut total = 0.0f32;
+    for (items, targets) in passes(items, targets) {
+        let logits = model.logits(items, true)?;
+        let loss = (weighted_nll_sum(&logits, targets, class_weights)? / normalizer as f64)?;
+        let value = loss.to_scalar::<f32>()?;
+        total += value;
+        if !value.is_finite() {
+            return Ok(total);
+        }
+        accumulate(&mut grads, loss.backward()?, optimizer.params())?;
     }
-    let mut grads = loss.backward()?;
     if max_grad_norm > 0.0 {
         clip_grad_norm(optimizer.params(), &mut grads, max_grad_norm)?;
     }
     optimizer.step(&grads)?;
-    Ok(value)
+    Ok(total)
 }
 
-/// Mean cross-entropy, or the class-weighted mean (`sum w_y * nll / sum w_y`, as PyTorch's
+/// Consecutive slices of the batch holding at most [`MAX_PASS_TOKENS`] tokens each (at
+/// least one item per pass).
+fn passes<'a>(
+    items: &'a [&'a TokenizedText],
+    targets: &'a [u32],
+) -> Vec<(&'a [&'a TokenizedText], &'a [u32])> {
+    let mut out = Vec::new();
+    let (mut start, mut tokens) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        if i > start && tokens + item.len() > MAX_PASS_TOKENS {
+            out.push((&items[start..i], &targets[start..i]));
+            start = i;
+            tokens = 0;
+        }
+        tokens += item.len();
+    }
+    out.push((&items[start..], &targets[start..]));
+    out
+}
+
+/// Adds one pass's parameter gradients into the batch's.
+fn accumulate(
+    into: &mut GradStore,
+    pass: GradStore,
+    params: &[(String, candle_core::Var)],
+) -> candle_core::Result<()> {
+    for (_, var) in params {
+        if let Some(grad) = pass.get(var.as_tensor()) {
+            let sum = match into.get(var.as_tensor()) {
+                Some(previous) => (previous + grad)?,
+                None => grad.clone(),
+            };
+            into.insert(var.as_tensor(), sum);
+        }
+    }
+    Ok(())
+}
+
+/// Sum over the items of the cross-entropy, each weighted by its class weight when given;
+/// divided by the batch's total weight it is the mean (or PyTorch's
 /// `cross_entropy(weight=...)`).
-fn cross_entropy(
+fn weighted_nll_sum(
     logits: &Tensor,
     targets: &[u32],
     class_weights: Option<&[f32]>,
@@ -395,11 +448,10 @@ fn cross_entropy(
         .squeeze(1)?
         .neg()?;
     match class_weights {
-        None => nll.mean_all(),
+        None => nll.sum_all(),
         Some(weights) => {
             let w: Vec<f32> = targets.iter().map(|&t| weights[t as usize]).collect();
-            let w = Tensor::new(w.as_slice(), device)?;
-            (nll * &w)?.sum_all()? / w.sum_all()?.to_scalar::<f32>()? as f64
+            (nll * Tensor::new(w.as_slice(), device)?)?.sum_all()
         }
     }
 }
@@ -422,12 +474,15 @@ fn balanced_weights(targets: &[u32], classes: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Predicted label index per item, without dropout, in batches of 64.
+/// Predicted label index per item, without dropout.
 fn predict(model: &Trainable, tokens: &[TokenizedText]) -> anyhow::Result<Vec<usize>> {
+    // The weights are variables, so even this forward keeps its graph (every activation)
+    // until the logits are dropped: passes are capped in tokens like training's.
+    let items: Vec<&TokenizedText> = tokens.iter().collect();
+    let targets = vec![0u32; items.len()];
     let mut predicted = Vec::with_capacity(tokens.len());
-    for chunk in tokens.chunks(64) {
-        let items: Vec<&TokenizedText> = chunk.iter().collect();
-        predicted.extend(argmax_rows(&model.logits(&items, false)?.to_vec2::<f32>()?));
+    for (pass, _) in passes(&items, &targets) {
+        predicted.extend(argmax_rows(&model.logits(pass, false)?.to_vec2::<f32>()?));
     }
     Ok(predicted)
 }
@@ -593,4 +648,50 @@ fn readme(base: &str, labels: &[String], pooling: Pooling, hyper: &Hyperparamete
         "# Classifier: {base}, fully fine-tuned (taskbench train)\n\nEvery weight of `{base}` trained with a new head on the labels: {label_list}.\n\n{how}\n\nSettings: {} epochs, learning rate {}, batch {}, max length {}, warm-up ratio {}, weight decay {}, gradient clipping at {}. `training.json` records the data, per-epoch metrics, timings and the machine.\n",
         hyper.epochs, hyper.learning_rate, hyper.batch_size, hyper.max_len, hyper.warmup_ratio, hyper.weight_decay, hyper.max_grad_norm
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(len: usize) -> TokenizedText {
+        TokenizedText {
+            ids: vec![1; len],
+            type_ids: vec![0; len],
+            truncated_from: None,
+        }
+    }
+
+    #[test]
+    fn passes_cover_the_batch_in_order_within_the_token_cap() {
+        let owned: Vec<TokenizedText> = [600, 300, 200, 900, 1500, 10]
+            .iter()
+            .map(|&n| item(n))
+            .collect();
+        let items: Vec<&TokenizedText> = owned.iter().collect();
+        let targets: Vec<u32> = (0..items.len() as u32).collect();
+        let split = passes(&items, &targets);
+        let sizes: Vec<Vec<usize>> = split
+            .iter()
+            .map(|(i, _)| i.iter().map(|t| t.len()).collect())
+            .collect();
+        // 600+300 fits in 1024; 200 would not; 900 alone; 1500 is over the cap but alone.
+        assert_eq!(
+            sizes,
+            vec![vec![600, 300], vec![200], vec![900], vec![1500], vec![10]]
+        );
+        let rejoined: Vec<u32> = split.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+        assert_eq!(rejoined, targets);
+    }
+
+    #[test]
+    fn balanced_weights_follow_scikit_learn() {
+        // n / (classes * count): 4 / (3 * 3) and 4 / (3 * 1), as scikit-learn's "balanced";
+        // a class absent from the data (scikit-learn refuses those) gets 0.
+        let w = balanced_weights(&[0, 0, 0, 1], 3);
+        assert!(
+            (w[0] - 4.0 / 9.0).abs() < 1e-6 && (w[1] - 4.0 / 3.0).abs() < 1e-6 && w[2] == 0.0,
+            "{w:?}"
+        );
+    }
 }
