@@ -8,7 +8,6 @@ use std::process::Output;
 
 use assert_cmd::Command;
 use serde_json::Value;
-use tempfile::TempDir;
 
 /// The repository root (fixture and model paths are relative to it).
 pub fn root() -> PathBuf {
@@ -49,32 +48,11 @@ pub fn taskbench() -> Command {
     cmd
 }
 
-/// A temporary folder for data files, model copies and outputs.
-pub struct Scratch {
-    pub dir: TempDir,
-}
+#[path = "../support/scratch.rs"]
+mod scratch;
+pub use scratch::Scratch;
 
 impl Scratch {
-    pub fn new() -> Scratch {
-        Scratch {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Writes `content` to `name` (creating parent folders) and returns its path.
-    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.path(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap();
-        }
-        std::fs::write(&path, content).expect("write test file");
-        path
-    }
-
     /// Copies the model folder `from` to `name`, leaving out the files in `skip`.
     pub fn copy_model(&self, from: &Path, name: &str, skip: &[&str]) -> PathBuf {
         let to = self.path(name);

@@ -9,7 +9,6 @@ use std::process::Output;
 
 use assert_cmd::Command;
 use serde_json::Value;
-use tempfile::TempDir;
 
 /// The repository root (fixture and model paths are relative to it).
 pub fn root() -> PathBuf {
@@ -113,32 +112,9 @@ pub fn eval_cmd(model: &Path, data: &Path) -> Command {
     cmd
 }
 
-/// A temporary folder for data files and outputs.
-pub struct Scratch {
-    pub dir: TempDir,
-}
-
-impl Scratch {
-    pub fn new() -> Scratch {
-        Scratch {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Writes `content` to `name` (creating parent folders) and returns its path.
-    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.path(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap();
-        }
-        std::fs::write(&path, content).expect("write test file");
-        path
-    }
-}
+#[path = "../support/scratch.rs"]
+mod scratch;
+pub use scratch::Scratch;
 
 /// Four support topics with a few words each; a text is built from its topic's words.
 const TOPICS: [(&str, &[&str]); 4] = [
