@@ -8,6 +8,7 @@ pub mod cli;
 pub mod data;
 pub mod metrics;
 pub mod models;
+pub mod prompt;
 pub mod report;
 pub mod run;
 pub mod runtime;

@@ -15,6 +15,7 @@ pub mod gelu;
 pub mod lanes;
 pub mod layernorm;
 pub mod linear;
+pub mod quant;
 
 /// Defines `fn $name($args) -> $ret` (with the given visibility) that calls `$body` (an `#[inline(always)]` function
 /// with the same arguments) compiled for AVX-512, AVX2 + FMA or the baseline, whichever the
@@ -59,6 +60,24 @@ pub fn has_avx512() -> bool {
                 && std::arch::is_x86_feature_detected!("avx512vl")
                 && std::arch::is_x86_feature_detected!("fma")
                 && std::env::var_os("TASKBENCH_NO_AVX512").is_none()
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// AVX-512 F, BW, VL and VNNI plus F16C and FMA (the quantized kernels' fast path), detected
+/// once; off, like [`has_avx512`], when `TASKBENCH_NO_AVX512` is set.
+pub fn has_avx512_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static YES: OnceLock<bool> = OnceLock::new();
+        *YES.get_or_init(|| {
+            has_avx512()
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("f16c")
         })
     }
     #[cfg(not(target_arch = "x86_64"))]

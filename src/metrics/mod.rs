@@ -19,6 +19,7 @@
 
 pub mod classification;
 pub mod latency;
+pub mod scoring;
 
 pub use classification::{classification_metrics, ClassStats, ClassificationMetrics};
 pub use latency::{

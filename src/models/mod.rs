@@ -4,6 +4,7 @@
 //! Backends: [`encoder`] (BERT / DistilBERT / RoBERTa classifiers on candle). Causal LMs and
 //! remote APIs implement the same trait.
 
+pub mod causal;
 pub mod device;
 pub mod encoder;
 pub mod resolve;
@@ -26,6 +27,35 @@ impl TokenizedText {
 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+}
+
+/// One turn of a chat, as chat templates and chat APIs take it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new("system", content)
+    }
+
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new("user", content)
+    }
+
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new("assistant", content)
     }
 }
 

@@ -1,0 +1,133 @@
+//! Weight matrices of a causal LM in the layout both GGUF and HF checkpoints use: `[out][in]`
+//! row-major, so `y = x · Wᵀ`. The product is the hot loop of generation; it lives here so
+//! that a quantized kernel can replace the f32 one without touching the model.
+
+use taskbench_kernels::linear::linear_bias;
+use taskbench_kernels::quant::{dequantize_row, qmatmul, QuantKind};
+
+/// `rows x cols` with `rows` = output features.
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    storage: Storage,
+}
+
+enum Storage {
+    /// Stored transposed (`cols x rows`): the layout the gemm kernel streams fastest for
+    /// one row and for many.
+    F32 {
+        transposed: Vec<f32>,
+        zeros: Vec<f32>,
+    },
+    /// GGUF's block bytes as in the file, each row `cols / 32` blocks; products run on
+    /// integer dot-product kernels against quantized activations, as llama.cpp's do.
+    Quant { kind: QuantKind, bytes: Vec<u8> },
+}
+
+impl Matrix {
+    /// From `[rows][cols]` row-major data (GGUF's and PyTorch's layout).
+    pub fn from_f32(rows: usize, cols: usize, data: Vec<f32>) -> Self {
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "matrix data does not match its shape"
+        );
+        let mut transposed = vec![0.0; data.len()];
+        for (r, row) in data.chunks_exact(cols).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                transposed[c * rows + r] = v;
+            }
+        }
+        Matrix {
+            rows,
+            cols,
+            storage: Storage::F32 {
+                transposed,
+                zeros: vec![0.0; rows],
+            },
+        }
+    }
+
+    /// From GGUF block bytes of `rows` rows of `cols` weights.
+    pub fn from_quantized(rows: usize, cols: usize, kind: QuantKind, bytes: Vec<u8>) -> Self {
+        assert_eq!(
+            bytes.len(),
+            rows * kind.row_bytes(cols),
+            "block bytes do not match the shape"
+        );
+        Matrix {
+            rows,
+            cols,
+            storage: Storage::Quant { kind, bytes },
+        }
+    }
+
+    pub fn parameters(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Appends row `i` as floats (an embedding lookup).
+    pub fn row_into(&self, i: usize, out: &mut Vec<f32>) {
+        match &self.storage {
+            Storage::F32 { transposed, .. } => {
+                out.extend((0..self.cols).map(|c| transposed[c * self.rows + i]))
+            }
+            Storage::Quant { kind, bytes } => {
+                let row_bytes = kind.row_bytes(self.cols);
+                let start = out.len();
+                out.resize(start + self.cols, 0.0);
+                dequantize_row(
+                    *kind,
+                    &bytes[i * row_bytes..(i + 1) * row_bytes],
+                    &mut out[start..],
+                );
+            }
+        }
+    }
+
+    /// `y (m x rows) = x (m x cols) · selfᵀ`.
+    pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
+        assert!(x.len() == m * self.cols && y.len() == m * self.rows);
+        match &self.storage {
+            Storage::F32 { transposed, zeros } => {
+                let threads = rayon::current_num_threads().max(1);
+                linear_bias(x, m, transposed, self.cols, self.rows, zeros, threads, y);
+            }
+            Storage::Quant { kind, bytes } => qmatmul(*kind, bytes, self.rows, self.cols, x, m, y),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(w: &Matrix, x: &[f32], m: usize) -> Vec<f32> {
+        let mut y = vec![0.0; m * w.rows];
+        for i in 0..m {
+            for j in 0..w.rows {
+                let mut row = Vec::new();
+                w.row_into(j, &mut row);
+                y[i * w.rows + j] = (0..w.cols).map(|c| x[i * w.cols + c] * row[c]).sum();
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn matmul_matches_naive_product_for_vectors_and_batches() {
+        for (rows, cols, m) in [(7, 5, 1), (300, 64, 1), (130, 33, 3), (70, 48, 17)] {
+            let w = Matrix::from_f32(
+                rows,
+                cols,
+                taskbench_kernels::test_values(rows * cols, 1, 1.0),
+            );
+            let x = taskbench_kernels::test_values(m * cols, 2, 1.0);
+            let mut y = vec![f32::NAN; m * rows];
+            w.matmul(&x, m, &mut y);
+            for (a, b) in y.iter().zip(naive(&w, &x, m)) {
+                assert!((a - b).abs() < 1e-4, "{rows}x{cols} m={m}: {a} vs {b}");
+            }
+        }
+    }
+}
