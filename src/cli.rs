@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::data::LoadOptions;
+use crate::metrics::scoring::Scorer;
 use crate::report;
 use crate::run::eval::{eval, EvalOptions, UnknownLabels};
 use crate::run::finetune::{self, FinetuneOptions, Hyperparameters};
+use crate::run::generative::{GenerativeOptions, Method, Task};
 use crate::run::train::{head_only, PoolingChoice, TrainOptions, TrainingRecord};
 use crate::runtime::{configure_threads, DeviceSpec};
 use crate::train::softmax::FitOptions;
@@ -107,7 +109,70 @@ struct EvalArgs {
     #[arg(long, default_value_t = 10)]
     warmup: usize,
     #[command(flatten)]
+    generative: GenerativeArgs,
+    #[command(flatten)]
     runtime: RuntimeArgs,
+}
+
+/// Options read only when --model is a generative model (a .gguf file or a llama / qwen2
+/// HF folder).
+#[derive(Args)]
+#[command(next_help_heading = "Generative models")]
+struct GenerativeArgs {
+    /// classify: pick one of the data set's labels; generate: free text per `prompt`
+    /// column, scored against `reference`.
+    #[arg(long, value_enum, default_value = "classify")]
+    task: Task,
+    /// How to classify: score = log-probability of each label; generate = generate, then
+    /// map the text to a label.
+    #[arg(long, value_enum, default_value = "score")]
+    method: Method,
+    /// Prompt template: zero-shot, k-shot, or a TOML file (system, user, shots,
+    /// answer_prefix, [labels.NAME] description).
+    #[arg(long, default_value = "zero-shot")]
+    prompt_template: String,
+    /// k for a k-shot prompt (overrides the template's `shots`).
+    #[arg(long)]
+    shots: Option<usize>,
+    /// Labelled rows the k-shot examples are drawn from (seeded, balanced over labels).
+    #[arg(long)]
+    examples: Option<PathBuf>,
+    /// A Jinja chat template replacing the model's own.
+    #[arg(long)]
+    chat_template: Option<PathBuf>,
+    /// Send the prompt as raw text, without the chat template.
+    #[arg(long)]
+    no_chat_template: bool,
+    /// Most tokens generated per item [default: 16 for classification, 256 for generate].
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Sampling temperature; 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// --task generate: exact, normalized, regex[:PATTERN], json, judge[:THRESHOLD].
+    #[arg(long, default_value = "exact")]
+    scorer: Scorer,
+    /// --scorer judge: the model that grades outputs (a GGUF file or HF folder).
+    #[arg(long)]
+    judge_model: Option<PathBuf>,
+}
+
+impl GenerativeArgs {
+    fn options(self) -> GenerativeOptions {
+        GenerativeOptions {
+            task: self.task,
+            method: self.method,
+            prompt_template: self.prompt_template,
+            shots: self.shots,
+            examples: self.examples,
+            chat_template: self.chat_template,
+            no_chat_template: self.no_chat_template,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            scorer: self.scorer,
+            judge_model: self.judge_model,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -215,6 +280,7 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<i32> {
         single_stream: !args.no_single_stream,
         warmup: args.warmup,
         progress: !args.runtime.quiet,
+        generative: args.generative.options(),
     };
     let outcome = eval(&opts)?;
     // Files first: a closed stdout (`| head`) must not lose the results.

@@ -35,6 +35,12 @@ pub struct Prediction {
     pub tokens: usize,
     /// Token count before truncation, when the text was cut.
     pub truncated_from: Option<usize>,
+    /// A generative model's text answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// `--task generate`: the scorer's score in [0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
 }
 
 /// `(label, probability)` pairs in the model's label order; serialised as a JSON object.
@@ -136,6 +142,8 @@ mod tests {
             latency_ms: (i % 2 == 0).then_some(1.25),
             tokens: 7 + i,
             truncated_from: (i == 4).then_some(900),
+            output: (i == 1).then(|| "positive, I think".to_string()),
+            score: None,
         }
     }
 

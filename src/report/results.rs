@@ -42,7 +42,9 @@ pub struct EvalResults {
     pub created_at: String,
     pub model: ModelInfo,
     pub dataset: DatasetInfo,
-    pub metrics: ClassificationMetrics,
+    /// Classification quality; absent for `--task generate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<ClassificationMetrics>,
     /// Single-stream latency; `None` when that pass was not run.
     pub latency: Option<LatencyReport>,
     /// The offline (batched) pass over every evaluated item.
@@ -52,6 +54,15 @@ pub struct EvalResults {
     pub peak_rss_bytes: Option<u64>,
     pub settings: Settings,
     pub environment: Environment,
+    /// Generative models: task, prompt, chat template, invalid answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompting: Option<PromptingInfo>,
+    /// Generative models: time to first token, per output token, tokens/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationReport>,
+    /// `--task generate`: the scorer's summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scoring: Option<ScoringReport>,
 }
 
 /// The data set as evaluated: which file, which rows, and how its labels met the model's.
@@ -117,6 +128,52 @@ impl LatencyReport {
 }
 
 /// The knobs the run used.
+/// How a generative run was set up, kept in `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptingInfo {
+    /// `classify` or `generate`.
+    pub task: String,
+    /// `score` or `generate` (classification only).
+    pub method: Option<String>,
+    pub prompt_template: Option<String>,
+    pub shots: usize,
+    pub chat_template: bool,
+    pub max_tokens: usize,
+    pub temperature: f32,
+    /// Answers that matched no label (`--method generate`); counted as wrong.
+    pub invalid_outputs: usize,
+    /// Prompt tokens dropped from the left to fit the context, over all items.
+    pub truncated_prompt_tokens: usize,
+}
+
+/// Generation speed over the items, from client-side timings (as vLLM's benchmark defines
+/// them): time to first token, time per output token = (latency - TTFT) / (tokens - 1),
+/// and every inter-token gap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationReport {
+    pub ttft: Option<LatencySummary>,
+    pub tpot: Option<LatencySummary>,
+    pub itl: Option<LatencySummary>,
+    pub prompt_tokens: usize,
+    pub output_tokens: usize,
+    /// Prompt tokens / seconds to the first token, over all items.
+    pub prefill_tokens_per_s: f64,
+    /// Output tokens after the first / seconds after the first token, over all items.
+    pub decode_tokens_per_s: f64,
+}
+
+/// `--task generate` quality.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoringReport {
+    pub scorer: String,
+    pub items: usize,
+    pub passed: usize,
+    /// Items the scorer could not score (an unparseable judge answer, a bad pattern).
+    pub errors: usize,
+    pub mean_score: Option<f64>,
+    pub pass_rate: Option<f64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     pub device: String,
@@ -209,14 +266,8 @@ fn first_non_finite(r: &EvalResults) -> Option<(String, f64)> {
 
 /// Every `f64` in the document, named as in the JSON.
 fn float_fields(r: &EvalResults) -> Vec<(String, f64)> {
-    let m = &r.metrics;
     let t = &r.throughput;
     let mut fields: Vec<(String, f64)> = [
-        ("metrics.accuracy", m.accuracy),
-        ("metrics.macro_f1", m.macro_f1),
-        ("metrics.weighted_f1", m.weighted_f1),
-        ("metrics.macro_precision", m.macro_precision),
-        ("metrics.macro_recall", m.macro_recall),
         ("throughput.seconds", t.seconds),
         ("throughput.items_per_s", t.items_per_s),
         ("throughput.tokens_per_s", t.tokens_per_s),
@@ -225,13 +276,25 @@ fn float_fields(r: &EvalResults) -> Vec<(String, f64)> {
     .into_iter()
     .map(|(name, v)| (name.to_string(), v))
     .collect();
-    for (i, c) in m.per_class.iter().enumerate() {
-        for (name, v) in [
-            ("precision", c.precision),
-            ("recall", c.recall),
-            ("f1", c.f1),
-        ] {
-            fields.push((format!("metrics.per_class[{i}].{name}"), v));
+    if let Some(m) = &r.metrics {
+        fields.extend(
+            [
+                ("metrics.accuracy", m.accuracy),
+                ("metrics.macro_f1", m.macro_f1),
+                ("metrics.weighted_f1", m.weighted_f1),
+                ("metrics.macro_precision", m.macro_precision),
+                ("metrics.macro_recall", m.macro_recall),
+            ]
+            .map(|(name, v)| (name.to_string(), v)),
+        );
+        for (i, c) in m.per_class.iter().enumerate() {
+            for (name, v) in [
+                ("precision", c.precision),
+                ("recall", c.recall),
+                ("f1", c.f1),
+            ] {
+                fields.push((format!("metrics.per_class[{i}].{name}"), v));
+            }
         }
     }
     if let Some(lat) = &r.latency {
@@ -276,7 +339,7 @@ pub(crate) mod tests {
             created_at: s("2025-06-01T12:00:00Z"),
             model: sample_model(),
             dataset: sample_dataset(&labels),
-            metrics: classification_metrics(&gold, &pred, &labels).unwrap(),
+            metrics: Some(classification_metrics(&gold, &pred, &labels).unwrap()),
             latency: Some(LatencyReport::single_stream(
                 latency_summary(&latencies).unwrap(),
                 8,
@@ -293,6 +356,9 @@ pub(crate) mod tests {
                 single_stream: true,
             },
             environment: sample_environment(),
+            prompting: None,
+            generation: None,
+            scoring: None,
         }
     }
 
@@ -470,7 +536,7 @@ pub(crate) mod tests {
     fn non_finite_numbers_are_refused_before_writing() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = sample_results();
-        r.metrics.per_class[1].f1 = f64::NAN;
+        r.metrics.as_mut().unwrap().per_class[1].f1 = f64::NAN;
         let err = write_results(dir.path(), &r).unwrap_err();
         assert!(err.to_string().contains("metrics.per_class[1].f1"), "{err}");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);

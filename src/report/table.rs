@@ -7,7 +7,7 @@
 
 use crate::metrics::{min_queries_for_percentile, ClassificationMetrics, LatencySummary};
 
-use super::results::{EvalResults, LatencyReport};
+use super::results::{EvalResults, GenerationReport, LatencyReport, PromptingInfo, ScoringReport};
 
 /// Target width of the summary in columns.
 pub const WIDTH: usize = 100;
@@ -27,9 +27,13 @@ const KEY_W: usize = 12;
 pub fn render_eval(results: &EvalResults, color: bool) -> String {
     let st = Style { color };
     let mut sections = vec![header(results, st)];
-    if results.dataset.label_col.is_some() {
-        let m = &results.metrics;
+    if let Some(p) = &results.prompting {
+        sections.push(prompting(p));
+    }
+    if let (Some(m), true) = (&results.metrics, results.dataset.label_col.is_some()) {
         sections.extend([headline(m), per_class(m, st), confusion(m, st)]);
+    } else if let Some(scoring) = &results.scoring {
+        sections.push(scores(scoring));
     } else {
         sections.push(kv(
             "Quality",
@@ -37,6 +41,9 @@ pub fn render_eval(results: &EvalResults, color: bool) -> String {
         ));
     }
     sections.push(latency(results.latency.as_ref(), st));
+    if let Some(g) = &results.generation {
+        sections.push(generation(g, st));
+    }
     sections.push(resources(results));
     sections.join("\n")
 }
@@ -112,6 +119,82 @@ fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
     } else {
         many
     }
+}
+
+fn prompting(p: &PromptingInfo) -> String {
+    let mut how = p.task.clone();
+    if let Some(method) = &p.method {
+        how.push_str(&format!(" by {method}"));
+    }
+    if let Some(template) = &p.prompt_template {
+        how.push_str(&format!(", prompt {template}"));
+    }
+    if p.shots > 0 {
+        how.push_str(&format!(", {}-shot", p.shots));
+    }
+    how.push_str(if p.chat_template {
+        ", chat template"
+    } else {
+        ", raw text (no chat template)"
+    });
+    let mut out = kv("Prompting", &how);
+    if p.invalid_outputs > 0 {
+        out.push_str(&kv(
+            "Invalid",
+            &format!(
+                "{} answers matched no label (counted wrong)",
+                p.invalid_outputs
+            ),
+        ));
+    }
+    if p.truncated_prompt_tokens > 0 {
+        out.push_str(&kv(
+            "Truncated",
+            &format!(
+                "{} prompt tokens dropped from the left to fit the context",
+                p.truncated_prompt_tokens
+            ),
+        ));
+    }
+    out
+}
+
+fn scores(s: &ScoringReport) -> String {
+    let pass = s.pass_rate.map_or("n/a".to_string(), |r| {
+        format!("{r:.3}  ({} of {} passed)", s.passed, s.items)
+    });
+    let mean = s
+        .mean_score
+        .map_or("n/a".to_string(), |m| format!("{m:.3}"));
+    let mut out = [
+        kv("Scorer", &s.scorer),
+        kv("Pass rate", &pass),
+        kv("Mean score", &mean),
+    ]
+    .concat();
+    if s.errors > 0 {
+        out.push_str(&kv(
+            "Score errors",
+            &format!("{} items could not be scored", s.errors),
+        ));
+    }
+    out
+}
+
+fn generation(g: &GenerationReport, st: Style) -> String {
+    let mut out = st.heading(&format!(
+        "Generation: {} prompt tokens at {:.0} tokens/s, {} output tokens at {:.1} tokens/s",
+        g.prompt_tokens, g.prefill_tokens_per_s, g.output_tokens, g.decode_tokens_per_s
+    ));
+    for (name, summary) in [("TTFT", &g.ttft), ("TPOT", &g.tpot), ("ITL", &g.itl)] {
+        if let Some(s) = summary {
+            out.push_str(&format!(
+                "{INDENT}{name:<5} ms  p50 {:>8.2}  p90 {:>8.2}  p95 {:>8.2}  p99 {:>8.2}  (n = {})\n",
+                s.p50_ms, s.p90_ms, s.p95_ms, s.p99_ms, s.n
+            ));
+        }
+    }
+    out
 }
 
 fn headline(m: &ClassificationMetrics) -> String {
@@ -526,7 +609,7 @@ mod tests {
     #[test]
     fn ten_long_labels_fit_in_100_columns_with_a_legend() {
         let mut r = sample_results();
-        r.metrics = many_labels(10, "");
+        r.metrics = Some(many_labels(10, ""));
         let text = render_eval(&r, false);
         println!("{text}");
         assert!(lines(&text).iter().all(|l| chars(l) <= WIDTH), "{text}");
@@ -545,7 +628,7 @@ mod tests {
     #[test]
     fn colliding_prefixes_become_numbers() {
         let mut r = sample_results();
-        r.metrics = many_labels(16, "very_long_shared_prefix_");
+        r.metrics = Some(many_labels(16, "very_long_shared_prefix_"));
         let text = render_eval(&r, false);
         println!("{text}");
         assert!(lines(&text).iter().all(|l| chars(l) <= WIDTH), "{text}");
@@ -560,7 +643,7 @@ mod tests {
     #[test]
     fn too_many_labels_point_to_results_json() {
         let mut r = sample_results();
-        r.metrics = many_labels(40, "");
+        r.metrics = Some(many_labels(40, ""));
         let text = render_eval(&r, false);
         assert!(
             text.contains("40 labels do not fit in 100 columns"),
@@ -572,7 +655,7 @@ mod tests {
     #[test]
     fn ragged_confusion_matrix_does_not_panic() {
         let mut r = sample_results();
-        r.metrics.confusion = vec![vec![1]];
+        r.metrics.as_mut().unwrap().confusion = vec![vec![1]];
         let text = render_eval(&r, false);
         assert!(
             has_line(&text, "  neutral          0         0         0"),

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 
+use super::generative::GenerativeOptions;
 use crate::data::{
     self, match_labels, stratified_sample, unknown_labels_message, Dataset, LoadOptions,
 };
@@ -49,6 +50,8 @@ pub struct EvalOptions {
     pub single_stream: bool,
     pub warmup: usize,
     pub progress: bool,
+    /// Settings that only a generative model reads.
+    pub generative: GenerativeOptions,
 }
 
 pub struct EvalOutcome {
@@ -57,6 +60,9 @@ pub struct EvalOutcome {
 }
 
 pub fn eval(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
+    if super::generative::is_generative(&opts.model) {
+        return super::generative::eval_generative(opts, &opts.generative);
+    }
     let dataset = data::load(&opts.data, &opts.load)?;
     let loaded = super::load_encoder(&opts.model, &opts.device)?;
     loaded.encoder.require_head()?;
@@ -111,6 +117,8 @@ pub fn eval(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
             latency_ms: latencies.as_ref().map(|l| l[i]),
             tokens: offline.tokenized[i].len(),
             truncated_from: offline.tokenized[i].truncated_from,
+            output: None,
+            score: None,
         })
         .collect();
     let latency = latencies
@@ -136,7 +144,7 @@ pub fn eval(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
             &offline.tokenized,
             tokens_total,
         ),
-        metrics,
+        metrics: Some(metrics),
         latency,
         throughput: throughput(texts.len(), tokens_total, offline.seconds),
         load_time_s: loaded.load_seconds,
@@ -150,6 +158,9 @@ pub fn eval(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
             single_stream: opts.single_stream,
         },
         environment: Environment::detect(),
+        prompting: None,
+        generation: None,
+        scoring: None,
     };
     Ok(EvalOutcome {
         results,
@@ -257,6 +268,32 @@ fn dataset_info(
             .iter()
             .filter(|t| t.truncated_from.is_some())
             .count(),
+        tokens_total,
+    }
+}
+
+/// The data set part of the results for runs without a label mapping (generative models take
+/// the data set's own labels).
+pub(super) fn dataset_summary(
+    dataset: &Dataset,
+    examples: &[data::Example],
+    opts: &EvalOptions,
+    truncated_items: usize,
+    tokens_total: usize,
+) -> DatasetInfo {
+    DatasetInfo {
+        path: dataset.path.display().to_string(),
+        sha256: dataset.sha256.clone(),
+        format: format!("{:?}", dataset.format).to_lowercase(),
+        text_col: dataset.text_col.clone(),
+        label_col: dataset.label_col.clone(),
+        rows_in_file: dataset.examples.len(),
+        rows_evaluated: examples.len(),
+        limit: opts.limit,
+        seed: opts.seed,
+        label_matches: Vec::new(),
+        unknown_label_rows: 0,
+        truncated_items,
         tokens_total,
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod eval;
 pub mod finetune;
+pub mod generative;
 pub mod train;
 
 use std::path::{Path, PathBuf};

@@ -160,6 +160,14 @@ impl CausalLm {
         Ok(template.render(messages, true)?)
     }
 
+    /// A finished conversation (no assistant turn opened), through the chat template.
+    pub fn prompt_text_finished(&self, messages: &[Message]) -> Result<String, CausalError> {
+        let template = self.template.as_ref().ok_or(CausalError::NoTemplate {
+            path: PathBuf::from(&self.info.path),
+        })?;
+        Ok(template.render(messages, false)?)
+    }
+
     /// Token ids of `text`, special tokens in it parsed as such, BOS first when the model
     /// asks for it.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, CausalError> {
