@@ -79,7 +79,8 @@ struct RuntimeArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// A HF model folder or hf:ORG/NAME[@REVISION].
+    /// A HF model folder, hf:ORG/NAME[@REVISION], or a generative model: a .gguf file or a
+    /// llama / qwen2 HF folder.
     #[arg(long)]
     model: String,
     /// Labelled data: .csv, .tsv or .jsonl.

@@ -9,6 +9,7 @@ mod common;
 mod data_errors;
 mod device;
 mod eval;
+mod generative;
 mod hub;
 mod labels;
 mod model_errors;
