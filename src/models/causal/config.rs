@@ -48,6 +48,9 @@ pub struct LmConfig {
     pub rope_theta: f32,
     pub rope_style: RopeStyle,
     pub rms_eps: f32,
+    /// Round cached keys and values to f16, as llama.cpp's default cache does (GGUF models);
+    /// HF checkpoints keep them in f32, as transformers does for float32 weights.
+    pub kv_f16: bool,
 }
 
 impl LmConfig {
@@ -108,6 +111,7 @@ impl LmConfig {
                 Architecture::Qwen2 => RopeStyle::Halves,
             },
             rms_eps: float("attention.layer_norm_rms_epsilon", 1e-5),
+            kv_f16: true,
         };
         config.check()?;
         Ok(config)
@@ -137,9 +141,14 @@ impl LmConfig {
             head_dim: raw.head_dim.unwrap_or(raw.hidden_size / heads.max(1)),
             vocab: raw.vocab_size,
             context: raw.max_position_embeddings.unwrap_or(2048),
-            rope_theta: raw.rope_theta.unwrap_or(10_000.0),
+            // transformers 5 writes `rope_parameters.rope_theta`; older versions `rope_theta`.
+            rope_theta: raw
+                .rope_theta
+                .or(raw.rope_parameters.and_then(|p| p.rope_theta))
+                .unwrap_or(10_000.0),
             rope_style: RopeStyle::Halves,
             rms_eps: raw.rms_norm_eps.unwrap_or(1e-6),
+            kv_f16: false,
         };
         config.check()?;
         Ok(config)
@@ -187,5 +196,11 @@ struct HfConfig {
     vocab_size: usize,
     max_position_embeddings: Option<usize>,
     rope_theta: Option<f32>,
+    rope_parameters: Option<HfRopeParameters>,
     rms_norm_eps: Option<f32>,
+}
+
+#[derive(Deserialize)]
+struct HfRopeParameters {
+    rope_theta: Option<f32>,
 }

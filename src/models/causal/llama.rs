@@ -169,9 +169,15 @@ impl Llama {
         rope.apply(&mut s.q, c.heads, c.head_dim, c.rope_style);
         rope.apply(&mut s.k, c.kv_heads, c.head_dim, c.rope_style);
         // llama.cpp keeps keys and values in f16; rounding them the same way keeps greedy
-        // outputs closest to its (measured in tests/generative).
-        cache.keys[index].extend(s.k.iter().map(|&v| round_f16(v)));
-        cache.values[index].extend(s.v.iter().map(|&v| round_f16(v)));
+        // outputs of GGUF models closest to its (measured in tests/generative). HF checkpoints
+        // keep f32, as transformers does (rounding would cost ~1e-3 in their logits).
+        if c.kv_f16 {
+            cache.keys[index].extend(s.k.iter().map(|&v| round_f16(v)));
+            cache.values[index].extend(s.v.iter().map(|&v| round_f16(v)));
+        } else {
+            cache.keys[index].extend_from_slice(&s.k);
+            cache.values[index].extend_from_slice(&s.v);
+        }
         causal_attention(
             c,
             &s.q,
