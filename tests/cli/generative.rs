@@ -176,3 +176,38 @@ fn a_truncated_gguf_is_named_as_such() {
         &["cut.gguf", "truncated"],
     );
 }
+
+#[test]
+fn a_judge_that_gives_no_score_is_counted_as_a_scoring_error_not_a_zero() {
+    let s = Scratch::new();
+    let data = s.write("qa.csv", "prompt,reference\nSay yes,yes\nSay no,no\n");
+    let out = s.path("out");
+    // The tiny random model cannot grade: its answers hold no score.
+    succeeds(
+        eval_llama(&data)
+            .args([
+                "--task",
+                "generate",
+                "--scorer",
+                "judge",
+                "--max-tokens",
+                "2",
+            ])
+            .arg("--judge-model")
+            .arg(tiny_llama())
+            .arg("--out")
+            .arg(&out),
+    );
+    let results = read_json(&out.join("results.json"));
+    let scoring = &results["scoring"];
+    assert_eq!(scoring["scorer"], "judge", "{results:#}");
+    assert_eq!(scoring["items"], 2, "{results:#}");
+    assert_eq!(scoring["errors"], 2, "{results:#}");
+    assert_eq!(scoring["passed"], 0, "{results:#}");
+    for p in read_jsonl(&out.join("predictions.jsonl")) {
+        assert!(
+            p.get("score").is_none(),
+            "an unscored item has no score: {p}"
+        );
+    }
+}
