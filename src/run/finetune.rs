@@ -415,6 +415,11 @@ fn passes<'a>(
 }
 
 /// Adds one pass's parameter gradients into the batch's.
+///
+/// candle detaches the gradients of intermediate nodes but not those of the variables: a
+/// weight's gradient (e.g. `grad^T · x`) still records the op that made it, and through `x`
+/// the pass's whole forward graph. Detaching here frees each pass's activations once its
+/// loss is dropped instead of at the end of the step (a third of training's peak memory).
 fn accumulate(
     into: &mut GradStore,
     pass: GradStore,
@@ -422,9 +427,10 @@ fn accumulate(
 ) -> candle_core::Result<()> {
     for (_, var) in params {
         if let Some(grad) = pass.get(var.as_tensor()) {
+            let grad = grad.detach();
             let sum = match into.get(var.as_tensor()) {
                 Some(previous) => (previous + grad)?,
-                None => grad.clone(),
+                None => grad,
             };
             into.insert(var.as_tensor(), sum);
         }
