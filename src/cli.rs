@@ -32,6 +32,29 @@ enum Command {
     Eval(EvalArgs),
     /// Train a classifier from a base encoder: full fine-tuning, or `--head-only`.
     Train(TrainArgs),
+    /// Serve a local model over HTTP: OpenAI-compatible /v1/chat/completions for generative
+    /// models, /predict for classifiers.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// A classifier (HF folder or hf:ORG/NAME[@REVISION]) or a generative model (.gguf file
+    /// or llama / qwen2 HF folder).
+    #[arg(long)]
+    model: String,
+    /// The model's name in /v1/models and responses [default: the file or folder name].
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// A Jinja chat template replacing the generative model's own.
+    #[arg(long)]
+    chat_template: Option<PathBuf>,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
 }
 
 #[derive(Args)]
@@ -261,7 +284,31 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Eval(args) => run_eval(args),
         Command::Train(args) => run_train(args),
+        Command::Serve(args) => run_serve(args),
     }
+}
+
+fn run_serve(args: ServeArgs) -> anyhow::Result<i32> {
+    configure_threads(args.runtime.threads.map(|n| n as usize));
+    let model = if crate::run::generative::is_generative(&args.model) {
+        let lm = crate::models::causal::CausalLm::load(
+            std::path::Path::new(&args.model),
+            args.chat_template.as_deref(),
+        )?;
+        crate::serve::LocalModel::Generative(Box::new(lm))
+    } else {
+        let loaded = crate::run::load_encoder(&args.model, &args.runtime.device)?;
+        loaded.encoder.require_head()?;
+        crate::serve::LocalModel::Classifier(Box::new(loaded.encoder))
+    };
+    let name = args.name.unwrap_or_else(|| {
+        std::path::Path::new(&args.model)
+            .file_name()
+            .map_or(args.model.clone(), |n| n.to_string_lossy().into_owned())
+    });
+    let addr = std::net::SocketAddr::new(args.host, args.port);
+    crate::serve::serve(model, &name, addr, args.runtime.max_batch_tokens as usize)?;
+    Ok(0)
 }
 
 fn run_eval(args: EvalArgs) -> anyhow::Result<i32> {

@@ -12,4 +12,5 @@ pub mod prompt;
 pub mod report;
 pub mod run;
 pub mod runtime;
+pub mod serve;
 pub mod train;
