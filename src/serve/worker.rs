@@ -29,10 +29,13 @@ pub struct LabelScore {
     pub score: f32,
 }
 
+/// Where a `/predict` request's answer goes: one list per text, or the error.
+pub type PredictReply = oneshot::Sender<Result<Vec<LabelScores>, String>>;
+
 pub enum Job {
     Predict {
         texts: Vec<String>,
-        reply: oneshot::Sender<Result<Vec<LabelScores>, String>>,
+        reply: PredictReply,
     },
     Generate {
         request: ChatCompletionRequest,
@@ -94,10 +97,7 @@ fn run(model: LocalModel, mut jobs: mpsc::Receiver<Job>, max_batch_tokens: usize
 /// answers each request with its own texts' scores.
 fn predict_batch(
     encoder: &Encoder,
-    requests: Vec<(
-        Vec<String>,
-        oneshot::Sender<Result<Vec<LabelScores>, String>>,
-    )>,
+    requests: Vec<(Vec<String>, PredictReply)>,
     max_batch_tokens: usize,
 ) {
     let texts: Vec<&str> = requests
