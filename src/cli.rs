@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cost::{Usd, Utilisation};
 use crate::data::LoadOptions;
 use crate::metrics::scoring::Scorer;
 use crate::report;
@@ -134,6 +135,12 @@ struct EvalArgs {
     warmup: usize,
     #[command(flatten)]
     generative: GenerativeArgs,
+    /// The machine's price in $ per hour: turns measured throughput into $ per 1,000 queries.
+    #[arg(long)]
+    hourly_cost: Option<Usd>,
+    /// Share of the hour the machine is busy with queries, in (0, 1], for --hourly-cost.
+    #[arg(long, default_value_t = 1.0)]
+    utilisation: f64,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -329,6 +336,8 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<i32> {
         warmup: args.warmup,
         progress: !args.runtime.quiet,
         generative: args.generative.options(),
+        hourly_cost: args.hourly_cost,
+        utilisation: Utilisation::new(args.utilisation)?,
     };
     let outcome = eval(&opts)?;
     // Files first: a closed stdout (`| head`) must not lose the results.

@@ -5,6 +5,7 @@
 //! `cli` -> `run` -> `models` / `data` / `metrics` / `report` -> `runtime` -> `kernels`.
 
 pub mod cli;
+pub mod cost;
 pub mod data;
 pub mod metrics;
 pub mod models;

@@ -63,6 +63,20 @@ pub struct EvalResults {
     /// `--task generate`: the scorer's summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scoring: Option<ScoringReport>,
+    /// What a query costs, in the unit local and API rows share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostReport>,
+}
+
+/// $ per 1,000 queries and what the figure rests on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostReport {
+    pub usd_per_1000_queries: f64,
+    /// In words: the machine price, throughput and utilisation, or the token prices.
+    pub basis: String,
+    pub hourly_usd: Option<f64>,
+    pub items_per_s: Option<f64>,
+    pub utilisation: Option<f64>,
 }
 
 /// The data set as evaluated: which file, which rows, and how its labels met the model's.
@@ -359,6 +373,7 @@ pub(crate) mod tests {
             prompting: None,
             generation: None,
             scoring: None,
+            cost: None,
         }
     }
 

@@ -45,6 +45,9 @@ pub fn render_eval(results: &EvalResults, color: bool) -> String {
         sections.push(generation(g, st));
     }
     sections.push(resources(results));
+    if let Some(cost) = &results.cost {
+        sections.push(kv("Cost", &cost.basis));
+    }
     sections.join("\n")
 }
 

@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::bail;
 
 use super::generative::GenerativeOptions;
+use crate::cost::{local_cost, Usd, Utilisation};
 use crate::data::{
     self, match_labels, stratified_sample, unknown_labels_message, Dataset, LoadOptions,
 };
@@ -19,6 +20,7 @@ use crate::metrics::{classification_metrics, latency_summary, throughput};
 use crate::models::{Classifier, TokenizedText};
 use crate::report::environment::{peak_rss_bytes, Environment};
 use crate::report::predictions::Prediction;
+use crate::report::results::CostReport;
 use crate::report::results::{
     DatasetInfo, EvalResults, LabelMatchInfo, LatencyReport, Settings, SCHEMA_VERSION,
 };
@@ -52,6 +54,9 @@ pub struct EvalOptions {
     pub progress: bool,
     /// Settings that only a generative model reads.
     pub generative: GenerativeOptions,
+    /// `--hourly-cost`: the machine's price, for $ per 1,000 queries.
+    pub hourly_cost: Option<Usd>,
+    pub utilisation: Utilisation,
 }
 
 pub struct EvalOutcome {
@@ -60,9 +65,47 @@ pub struct EvalOutcome {
 }
 
 pub fn eval(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
-    if super::generative::is_generative(&opts.model) {
-        return super::generative::eval_generative(opts, &opts.generative);
+    let mut outcome = if super::generative::is_generative(&opts.model) {
+        super::generative::eval_generative(opts, &opts.generative)?
+    } else {
+        eval_encoder(opts)?
+    };
+    if let Some(hourly) = opts.hourly_cost {
+        outcome.results.cost = Some(local_cost_report(
+            hourly,
+            opts.utilisation,
+            &outcome.results,
+        )?);
     }
+    Ok(outcome)
+}
+
+/// `--hourly-cost`: the machine's price over the measured throughput, in $ per 1,000 queries
+/// (the unit API rows use).
+fn local_cost_report(
+    hourly: Usd,
+    utilisation: Utilisation,
+    results: &EvalResults,
+) -> anyhow::Result<CostReport> {
+    let items_per_s = results.throughput.items_per_s;
+    let cost = local_cost(hourly, items_per_s, utilisation)?;
+    Ok(CostReport {
+        usd_per_1000_queries: cost.per_thousand.dollars(),
+        basis: format!(
+            "{cost}, from the {} pass's throughput",
+            if results.prompting.is_some() {
+                "one-at-a-time"
+            } else {
+                "offline (batched)"
+            }
+        ),
+        hourly_usd: Some(hourly.dollars()),
+        items_per_s: Some(items_per_s),
+        utilisation: Some(utilisation.fraction()),
+    })
+}
+
+fn eval_encoder(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
     let dataset = data::load(&opts.data, &opts.load)?;
     let loaded = super::load_encoder(&opts.model, &opts.device)?;
     loaded.encoder.require_head()?;
@@ -161,6 +204,7 @@ pub fn eval(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
         prompting: None,
         generation: None,
         scoring: None,
+        cost: None,
     };
     Ok(EvalOutcome {
         results,

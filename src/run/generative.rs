@@ -564,6 +564,7 @@ fn results(
         prompting: Some(prompting),
         generation: generation_report(runs),
         scoring: None,
+        cost: None,
     }
 }
 

@@ -181,3 +181,36 @@ fn limit_zero_is_refused_naming_the_flag() {
     // must be about --limit, not about the file.
     assert!(stderr.contains("--limit"), "{what}\n{stderr}");
 }
+
+#[test]
+fn hourly_cost_turns_measured_throughput_into_dollars_per_thousand_queries() {
+    let s = Scratch::new();
+    let data = s.write("d.csv", SUPPORT_CSV);
+    let out = s.path("out");
+    let mut cmd = eval_tiny(&data);
+    cmd.args(["--hourly-cost", "3.60", "--utilisation", "0.5", "--out"])
+        .arg(&out);
+    let (stdout, _) = succeeds(&mut cmd);
+    assert!(stdout.contains("per 1,000 queries"), "{stdout}");
+    let results = read_json(&out.join("results.json"));
+    let cost = &results["cost"];
+    let items_per_s = results["throughput"]["items_per_s"].as_f64().unwrap();
+    // $3.60/h at 50% busy: 1,000 queries take 1000 / items_per_s seconds of busy time.
+    let expected = 3.60 * 1000.0 / (items_per_s * 3600.0 * 0.5);
+    let got = cost["usd_per_1000_queries"].as_f64().unwrap();
+    assert!(
+        (got - expected).abs() <= 1e-9 + 1e-6 * expected,
+        "{got} vs {expected}: {results:#}"
+    );
+    assert_eq!(cost["utilisation"], 0.5, "{results:#}");
+}
+
+#[test]
+fn a_utilisation_outside_zero_to_one_is_refused() {
+    let s = Scratch::new();
+    let data = s.write("d.csv", SUPPORT_CSV);
+    fails(
+        eval_tiny(&data).args(["--hourly-cost", "1", "--utilisation", "0"]),
+        &["utilisation 0", "(0, 1]"],
+    );
+}
