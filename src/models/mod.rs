@@ -7,6 +7,7 @@
 pub mod causal;
 pub mod device;
 pub mod encoder;
+pub mod remote;
 pub mod resolve;
 
 use serde::{Deserialize, Serialize};
