@@ -3,18 +3,18 @@
 //! loopback stack and a minimal hyper server sharing this machine's cores. Numbers, not
 //! assertions: the goal is >= 2,000 req/s at concurrency 64 and p99 overhead < 1 ms.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/remote/support/mod.rs"]
 mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::FaultServer;
 use taskbench::models::remote::{
     run_all, ApiClient, ApiKey, Cache, CacheMode, ChatRequest, ClientOptions, Endpoint, ModelSpec,
     RateLimits, RunOptions,
 };
 use taskbench::models::Message;
-use support::FaultServer;
 
 fn requests(n: usize, tag: &str) -> Vec<ChatRequest> {
     (0..n)
