@@ -1,5 +1,5 @@
-//! Loopback throughput and per-request client overhead (`cargo bench --bench throughput`).
-//! The server (tests/support) answers at once, so what is measured is the client, the
+//! Loopback throughput and per-request client overhead (`cargo bench --bench api`).
+//! The server (tests/remote/support) answers at once, so what is measured is the client, the
 //! loopback stack and a minimal hyper server sharing this machine's cores. Numbers, not
 //! assertions: the goal is >= 2,000 req/s at concurrency 64 and p99 overhead < 1 ms.
 
