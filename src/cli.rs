@@ -12,6 +12,7 @@ use crate::report;
 use crate::run::eval::{eval, EvalOptions, UnknownLabels};
 use crate::run::finetune::{self, FinetuneOptions, Hyperparameters};
 use crate::run::generative::{GenerativeOptions, Method, Task};
+use crate::run::remote::RemoteOptions;
 use crate::run::train::{head_only, PoolingChoice, TrainOptions, TrainingRecord};
 use crate::runtime::{configure_threads, DeviceSpec};
 use crate::train::softmax::FitOptions;
@@ -30,7 +31,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Evaluate a classifier on a labelled file: accuracy, macro-F1, latency, throughput.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
     /// Train a classifier from a base encoder: full fine-tuning, or `--head-only`.
     Train(TrainArgs),
     /// Serve a local model over HTTP: OpenAI-compatible /v1/chat/completions for generative
@@ -135,6 +136,8 @@ struct EvalArgs {
     warmup: usize,
     #[command(flatten)]
     generative: GenerativeArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// The machine's price in $ per hour: turns measured throughput into $ per 1,000 queries.
     #[arg(long)]
     hourly_cost: Option<Usd>,
@@ -186,6 +189,75 @@ struct GenerativeArgs {
     /// --scorer judge: the model that grades outputs (a GGUF file or HF folder).
     #[arg(long)]
     judge_model: Option<PathBuf>,
+}
+
+/// Options read only when --model is a hosted API (openai:MODEL, anthropic:MODEL).
+#[derive(Args)]
+#[command(next_help_heading = "Hosted APIs")]
+struct RemoteArgs {
+    /// An OpenAI-compatible server's base URL (vLLM, TGI, Ollama, llama.cpp, LiteLLM)
+    /// [default: $OPENAI_BASE_URL, else the provider's API].
+    #[arg(long)]
+    base_url: Option<String>,
+    /// Read the API key from this file [default: $OPENAI_API_KEY / $ANTHROPIC_API_KEY].
+    #[arg(long)]
+    api_key_file: Option<PathBuf>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    concurrency: u64,
+    /// Client-side limit on requests per minute.
+    #[arg(long)]
+    rpm: Option<f64>,
+    /// Client-side limit on tokens per minute.
+    #[arg(long)]
+    tpm: Option<f64>,
+    /// Ask for whole responses instead of streams (then TTFT is not measured).
+    #[arg(long)]
+    no_stream: bool,
+    /// Seconds before a request attempt is abandoned and retried.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Attempts per item before it is recorded as failed.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: u32,
+    /// The response cache (SQLite) [default: ~/.cache/taskbench/responses.sqlite].
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Neither read nor write the response cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Ask again even when an answer is cached, and replace it.
+    #[arg(long)]
+    refresh: bool,
+    /// A pricing TOML whose entries replace models/pricing.toml's.
+    #[arg(long)]
+    pricing: Option<PathBuf>,
+    /// Stop before the run could cost more than this many dollars.
+    #[arg(long)]
+    max_cost: Option<Usd>,
+    /// Estimate the run's tokens and cost, send nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl RemoteArgs {
+    fn options(&self) -> RemoteOptions {
+        RemoteOptions {
+            base_url: self.base_url.clone(),
+            api_key_file: self.api_key_file.clone(),
+            concurrency: self.concurrency as usize,
+            requests_per_minute: self.rpm,
+            tokens_per_minute: self.tpm,
+            no_stream: self.no_stream,
+            timeout: std::time::Duration::from_secs_f64(self.timeout.max(0.001)),
+            max_attempts: self.max_attempts,
+            cache: self.cache.clone(),
+            no_cache: self.no_cache,
+            refresh: self.refresh,
+            pricing: self.pricing.clone(),
+            max_cost: self.max_cost,
+        }
+    }
 }
 
 impl GenerativeArgs {
@@ -289,7 +361,7 @@ pub fn main() -> i32 {
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Eval(args) => run_eval(args),
+        Command::Eval(args) => run_eval(*args),
         Command::Train(args) => run_train(args),
         Command::Serve(args) => run_serve(args),
     }
@@ -338,7 +410,19 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<i32> {
         generative: args.generative.options(),
         hourly_cost: args.hourly_cost,
         utilisation: Utilisation::new(args.utilisation)?,
+        remote: args.remote.options(),
     };
+    if args.remote.dry_run {
+        if !crate::run::remote::is_remote(&opts.model) {
+            anyhow::bail!(
+                "--dry-run estimates hosted-API runs; --model {} is local",
+                opts.model
+            );
+        }
+        let estimate = crate::run::remote::estimate(&opts, &opts.generative, &opts.remote)?;
+        print_stdout(&format!("{estimate}\n"));
+        return Ok(0);
+    }
     let outcome = eval(&opts)?;
     // Files first: a closed stdout (`| head`) must not lose the results.
     let written = match &args.out {

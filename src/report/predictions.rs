@@ -41,6 +41,9 @@ pub struct Prediction {
     /// `--task generate`: the scorer's score in [0, 1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
+    /// Why an item has no answer (a hosted API that kept failing, a request not sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `(label, probability)` pairs in the model's label order; serialised as a JSON object.
@@ -144,6 +147,7 @@ mod tests {
             truncated_from: (i == 4).then_some(900),
             output: (i == 1).then(|| "positive, I think".to_string()),
             score: None,
+            error: None,
         }
     }
 

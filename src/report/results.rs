@@ -66,6 +66,30 @@ pub struct EvalResults {
     /// What a query costs, in the unit local and API rows share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<CostReport>,
+    /// Hosted-API runs: requests, cache hits, failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiReport>,
+}
+
+/// How a hosted-API run went, request by request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiReport {
+    pub provider: String,
+    pub base_url: String,
+    pub concurrency: usize,
+    pub streamed: bool,
+    /// Requests that reached the network, retries included.
+    pub requests_sent: u64,
+    pub answered: usize,
+    /// Answers read from the response cache (no request, no cost, no latency sample).
+    pub from_cache: usize,
+    /// Items that still failed after the retries; each carries its error in predictions.
+    pub failed: usize,
+    /// Items not sent because their worst-case cost would have passed --max-cost.
+    pub not_sent_max_cost: usize,
+    /// Items not sent because the run was interrupted.
+    pub not_sent_cancelled: usize,
+    pub cache_errors: usize,
 }
 
 /// $ per 1,000 queries and what the figure rests on.
@@ -374,6 +398,7 @@ pub(crate) mod tests {
             generation: None,
             scoring: None,
             cost: None,
+            api: None,
         }
     }
 

@@ -45,6 +45,25 @@ pub fn render_eval(results: &EvalResults, color: bool) -> String {
         sections.push(generation(g, st));
     }
     sections.push(resources(results));
+    if let Some(api) = &results.api {
+        let mut line = format!(
+            "{} answered ({} from the cache), {} failed, {} requests sent to {}",
+            api.answered, api.from_cache, api.failed, api.requests_sent, api.base_url
+        );
+        if api.not_sent_max_cost > 0 {
+            line.push_str(&format!(
+                "; {} not sent (--max-cost)",
+                api.not_sent_max_cost
+            ));
+        }
+        if api.not_sent_cancelled > 0 {
+            line.push_str(&format!(
+                "; {} not sent (interrupted)",
+                api.not_sent_cancelled
+            ));
+        }
+        sections.push(kv("API", &line));
+    }
     if let Some(cost) = &results.cost {
         sections.push(kv("Cost", &cost.basis));
     }
@@ -185,9 +204,15 @@ fn scores(s: &ScoringReport) -> String {
 }
 
 fn generation(g: &GenerationReport, st: Style) -> String {
+    // A hosted API's prefill speed cannot be told apart from its queueing: not shown.
+    let prefill = if g.prefill_tokens_per_s > 0.0 {
+        format!(" at {:.0} tokens/s", g.prefill_tokens_per_s)
+    } else {
+        String::new()
+    };
     let mut out = st.heading(&format!(
-        "Generation: {} prompt tokens at {:.0} tokens/s, {} output tokens at {:.1} tokens/s",
-        g.prompt_tokens, g.prefill_tokens_per_s, g.output_tokens, g.decode_tokens_per_s
+        "Generation: {} prompt tokens{prefill}, {} output tokens at {:.1} tokens/s",
+        g.prompt_tokens, g.output_tokens, g.decode_tokens_per_s
     ));
     for (name, summary) in [("TTFT", &g.ttft), ("TPOT", &g.tpot), ("ITL", &g.itl)] {
         if let Some(s) = summary {
@@ -419,7 +444,7 @@ fn latency(lat: Option<&LatencyReport>, st: Style) -> String {
     let Some(lat) = lat else {
         return kv(
             "Latency",
-            "not measured (the single-stream pass did not run)",
+            "not measured (no fresh timings: the single-stream pass was skipped, or every answer came from the cache)",
         );
     };
     let s = &lat.summary;
@@ -592,7 +617,7 @@ mod tests {
         let text = render_eval(&r, false);
         assert!(has_line(
             &text,
-            "Latency      not measured (the single-stream pass did not run)"
+            "Latency      not measured (no fresh timings: the single-stream pass was skipped, or every answer came from the cache)"
         ));
         assert!(has_line(&text, "Peak memory  not measured on this OS"));
         assert!(has_line(

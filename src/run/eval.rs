@@ -57,6 +57,8 @@ pub struct EvalOptions {
     /// `--hourly-cost`: the machine's price, for $ per 1,000 queries.
     pub hourly_cost: Option<Usd>,
     pub utilisation: Utilisation,
+    /// Settings that only a hosted-API model reads.
+    pub remote: super::remote::RemoteOptions,
 }
 
 pub struct EvalOutcome {
@@ -65,7 +67,9 @@ pub struct EvalOutcome {
 }
 
 pub fn eval(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
-    let mut outcome = if super::generative::is_generative(&opts.model) {
+    let mut outcome = if super::remote::is_remote(&opts.model) {
+        super::remote::eval_remote(opts, &opts.generative, &opts.remote)?
+    } else if super::generative::is_generative(&opts.model) {
         super::generative::eval_generative(opts, &opts.generative)?
     } else {
         eval_encoder(opts)?
@@ -162,6 +166,7 @@ fn eval_encoder(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
             truncated_from: offline.tokenized[i].truncated_from,
             output: None,
             score: None,
+            error: None,
         })
         .collect();
     let latency = latencies
@@ -205,6 +210,7 @@ fn eval_encoder(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
         generation: None,
         scoring: None,
         cost: None,
+        api: None,
     };
     Ok(EvalOutcome {
         results,

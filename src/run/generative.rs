@@ -184,6 +184,7 @@ fn classify(
             truncated_from: (r.truncated > 0).then_some(r.prompt_tokens + r.truncated),
             output: r.output.clone(),
             score: None,
+            error: None,
         })
         .collect();
     let info = PromptingInfo {
@@ -214,9 +215,9 @@ fn classify(
     })
 }
 
-const INVALID: &str = "(invalid)";
+pub(super) const INVALID: &str = "(invalid)";
 
-fn load_template(gen: &GenerativeOptions) -> anyhow::Result<PromptTemplate> {
+pub(super) fn load_template(gen: &GenerativeOptions) -> anyhow::Result<PromptTemplate> {
     let name = gen.prompt_template.as_str();
     let template = if std::path::Path::new(name).is_file() {
         PromptTemplate::from_file(name)?
@@ -230,7 +231,7 @@ fn load_template(gen: &GenerativeOptions) -> anyhow::Result<PromptTemplate> {
 }
 
 /// The k-shot examples, drawn once (seeded, balanced over labels) from `--examples`.
-fn shots(
+pub(super) fn shots(
     gen: &GenerativeOptions,
     template: &PromptTemplate,
     opts: &EvalOptions,
@@ -251,7 +252,7 @@ fn shots(
     Ok(select_examples(&pairs, k, opts.seed))
 }
 
-fn sample(examples: &[data::Example], opts: &EvalOptions) -> Vec<data::Example> {
+pub(super) fn sample(examples: &[data::Example], opts: &EvalOptions) -> Vec<data::Example> {
     match opts.limit {
         Some(n) => stratified_sample(examples, n, opts.seed),
         None => examples.to_vec(),
@@ -455,6 +456,7 @@ fn generate_task(
             truncated_from: (r.truncated > 0).then_some(r.prompt_tokens + r.truncated),
             output: r.output.clone(),
             score: *score,
+            error: None,
         })
         .collect();
     let info = PromptingInfo {
@@ -494,7 +496,7 @@ fn generate_task(
     })
 }
 
-fn pass_threshold(scorer: &Scorer) -> f64 {
+pub(super) fn pass_threshold(scorer: &Scorer) -> f64 {
     match scorer {
         Scorer::Judge(config) => config.threshold,
         _ => 1.0,
@@ -565,6 +567,7 @@ fn results(
         generation: generation_report(runs),
         scoring: None,
         cost: None,
+        api: None,
     }
 }
 
@@ -602,7 +605,7 @@ fn generation_report(runs: &[ItemRun]) -> Option<GenerationReport> {
     })
 }
 
-fn rate(count: usize, seconds: f64) -> f64 {
+pub(super) fn rate(count: usize, seconds: f64) -> f64 {
     if seconds > 0.0 {
         count as f64 / seconds
     } else {

@@ -5,6 +5,7 @@
 pub mod eval;
 pub mod finetune;
 pub mod generative;
+pub mod remote;
 pub mod train;
 
 use std::path::{Path, PathBuf};

@@ -13,4 +13,5 @@ mod generative;
 mod hub;
 mod labels;
 mod model_errors;
+mod remote;
 mod train;

@@ -1,0 +1,208 @@
+//! `eval --model openai:NAME` against `taskbench serve` on loopback: the hosted-API path end
+//! to end (prompts, streaming, answer parsing, the response cache, --max-cost, --dry-run),
+//! with a fake API key that must never appear in any output.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command as StdCommand, Stdio};
+
+use crate::common::*;
+
+const KEY: &str = "sk-test-NEVERPRINTME";
+
+const CLAIMS: &str = "text,label\n\
+The kitchen caught fire last night,fire\n\
+Water came through the ceiling,water\n\
+Someone broke into the shed,theft\n\
+Smoke damaged the living room,fire\n\
+A pipe burst under the sink,water\n\
+My bike was stolen from the garage,theft\n";
+
+/// `taskbench serve` of the tiny Llama fixture on a free port; stopped when dropped.
+struct Server {
+    child: Child,
+    base_url: String,
+}
+
+impl Server {
+    fn start() -> Server {
+        let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("taskbench"))
+            .current_dir(root())
+            .args([
+                "serve",
+                "--name",
+                "tiny",
+                "--port",
+                "0",
+                "--threads",
+                "1",
+                "--model",
+            ])
+            .arg(root().join("tests/fixtures/tiny-llama"))
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start taskbench serve");
+        let mut line = String::new();
+        BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .filter(|u| u.starts_with("http://"))
+            .unwrap_or_else(|| panic!("serve said: {line}"))
+            .to_string();
+        Server {
+            child,
+            base_url: format!("{url}/v1"),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn eval_api(
+    server: &Server,
+    data: &std::path::Path,
+    cache: &std::path::Path,
+) -> assert_cmd::Command {
+    let mut cmd = taskbench();
+    cmd.env("OPENAI_API_KEY", KEY)
+        .args([
+            "eval",
+            "--model",
+            "openai:tiny",
+            "--max-tokens",
+            "4",
+            "--concurrency",
+            "3",
+        ])
+        .arg("--base-url")
+        .arg(&server.base_url)
+        .arg("--data")
+        .arg(data)
+        .arg("--cache")
+        .arg(cache);
+    cmd
+}
+
+fn assert_no_key(what: &str, text: &str) {
+    assert!(
+        !text.contains("NEVERPRINTME"),
+        "{what} shows the API key:\n{text}"
+    );
+}
+
+#[test]
+fn api_eval_answers_every_item_once_and_a_rerun_costs_nothing() {
+    let server = Server::start();
+    let s = Scratch::new();
+    let data = s.write("claims.csv", CLAIMS);
+    let cache = s.path("responses.sqlite");
+    let first = s.path("first");
+    let (stdout, stderr) = succeeds(eval_api(&server, &data, &cache).arg("--out").arg(&first));
+    assert_no_key("stdout", &stdout);
+    assert_no_key("stderr", &stderr);
+    let results = read_json(&first.join("results.json"));
+    let api = &results["api"];
+    assert_eq!(api["answered"], 6, "{results:#}");
+    assert_eq!(api["failed"], 0, "{results:#}");
+    assert_eq!(api["requests_sent"], 6, "one request per item: {results:#}");
+    assert_eq!(results["metrics"]["n"], 6, "{results:#}");
+    assert!(
+        results["generation"]["ttft"]["n"].as_u64() == Some(6),
+        "{results:#}"
+    );
+    let predictions = read_jsonl(&first.join("predictions.jsonl"));
+    assert_eq!(predictions.len(), 6);
+    assert!(
+        predictions.iter().all(|p| p["output"].is_string()),
+        "{predictions:?}"
+    );
+
+    let second = s.path("second");
+    succeeds(eval_api(&server, &data, &cache).arg("--out").arg(&second));
+    let again = read_json(&second.join("results.json"));
+    assert_eq!(again["api"]["requests_sent"], 0, "{again:#}");
+    assert_eq!(again["api"]["from_cache"], 6, "{again:#}");
+    assert!(
+        again["latency"].is_null(),
+        "cached answers are not latency samples: {again:#}"
+    );
+    let outputs = |dir: &std::path::Path| -> Vec<String> {
+        read_jsonl(&dir.join("predictions.jsonl"))
+            .iter()
+            .map(|p| p["output"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(outputs(&first), outputs(&second));
+
+    for file in [
+        first.join("results.json"),
+        first.join("predictions.jsonl"),
+        cache.clone(),
+    ] {
+        let bytes = std::fs::read(&file).unwrap();
+        assert_no_key(
+            &file.display().to_string(),
+            &String::from_utf8_lossy(&bytes),
+        );
+    }
+}
+
+#[test]
+fn max_cost_stops_before_the_budget_and_dry_run_sends_nothing() {
+    let server = Server::start();
+    let s = Scratch::new();
+    let data = s.write("claims.csv", CLAIMS);
+    let cache = s.path("responses.sqlite");
+    let pricing = s.write(
+        "pricing.toml",
+        "[models.\"openai:tiny\"]\ninput_per_mtok = 1000.0\noutput_per_mtok = 1000.0\nas_of = \"2026-11-30\"\nsource = \"https://example.com/test-price\"\n",
+    );
+    let (stdout, _) = succeeds(
+        eval_api(&server, &data, &cache)
+            .arg("--pricing")
+            .arg(&pricing)
+            .arg("--dry-run"),
+    );
+    assert!(stdout.contains("ESTIMATE, nothing sent"), "{stdout}");
+    let out = s.path("out");
+    succeeds(
+        eval_api(&server, &data, &cache)
+            .arg("--pricing")
+            .arg(&pricing)
+            .args(["--max-cost", "0.2", "--out"])
+            .arg(&out),
+    );
+    let results = read_json(&out.join("results.json"));
+    let api = &results["api"];
+    let sent = api["requests_sent"].as_u64().unwrap();
+    let skipped = api["not_sent_max_cost"].as_u64().unwrap();
+    assert!(
+        sent > 0 && skipped > 0,
+        "some sent, some held back: {results:#}"
+    );
+    assert_eq!(sent + skipped, 6, "{results:#}");
+    // What was spent stays within the budget.
+    let per_thousand = results["cost"]["usd_per_1000_queries"].as_f64().unwrap();
+    assert!(
+        per_thousand / 1000.0 * sent as f64 <= 0.2 + 1e-9,
+        "{results:#}"
+    );
+    let unsent = read_jsonl(&out.join("predictions.jsonl"))
+        .into_iter()
+        .filter(|p| {
+            p["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("--max-cost"))
+        })
+        .count();
+    assert_eq!(unsent as u64, skipped, "each unsent item says why");
+}
