@@ -245,3 +245,36 @@ fn prompts_longer_than_the_context_are_cut_from_the_left() {
         }
     }
 }
+
+#[test]
+fn rotary_scaling_is_refused_not_ignored() {
+    let scratch = Scratch::new();
+    // GGUF: a scaling type in the metadata.
+    let path = scratch.path("scaled.gguf");
+    let mut metadata = gpt2_tokenizer_metadata();
+    metadata.push(("llama.rope.scaling.type", Value::String("yarn".into())));
+    write_tiny_gguf(&path, "llama", metadata);
+    let (_, err) = load_error(&path);
+    assert!(
+        err.contains("rotary scaling \"yarn\" is not supported"),
+        "{err}"
+    );
+    // HF: Llama 3's rope_scaling in config.json.
+    let dir = scratch.path("scaled-llama");
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = crate::fixtures().join("tiny-llama");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    config["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 8.0});
+    config["rope_parameters"]["rope_type"] = serde_json::json!("llama3");
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let (_, err) = load_error(&dir);
+    assert!(
+        err.contains("rotary scaling \"llama3\" is not supported"),
+        "{err}"
+    );
+}

@@ -84,6 +84,13 @@ impl LmConfig {
                 .and_then(|v| v.to_f32().ok().or(v.to_f64().ok().map(|x| x as f32)))
                 .unwrap_or(default)
         };
+        let scaling = metadata
+            .get(&key("rope.scaling.type"))
+            .and_then(|v| v.to_string().ok().cloned());
+        check_rope_scaling(scaling.as_deref())?;
+        if metadata.contains_key(&key("rope.scaling.factor")) && scaling.is_none() {
+            check_rope_scaling(Some("factor"))?;
+        }
         let hidden = int("embedding_length")?;
         let heads = int("attention.head_count")?;
         let kv_heads = int("attention.head_count_kv").unwrap_or(heads);
@@ -130,6 +137,16 @@ impl LmConfig {
                 ))
             }
         };
+        let scaling = raw
+            .rope_parameters
+            .as_ref()
+            .and_then(|p| p.rope_type.clone())
+            .or_else(|| {
+                let scaling = raw.rope_scaling.as_ref()?;
+                let kind = scaling.get("rope_type").or(scaling.get("type"))?;
+                kind.as_str().map(str::to_owned)
+            });
+        check_rope_scaling(scaling.as_deref())?;
         let heads = raw.num_attention_heads;
         let config = LmConfig {
             architecture,
@@ -197,10 +214,25 @@ struct HfConfig {
     max_position_embeddings: Option<usize>,
     rope_theta: Option<f32>,
     rope_parameters: Option<HfRopeParameters>,
+    /// transformers 4's name for the scaling settings (`{"rope_type": "llama3", ...}`).
+    rope_scaling: Option<serde_json::Value>,
     rms_norm_eps: Option<f32>,
 }
 
 #[derive(Deserialize)]
 struct HfRopeParameters {
     rope_theta: Option<f32>,
+    rope_type: Option<String>,
+}
+
+/// Rotary scaling (Llama 3's `llama3`, `linear`, `yarn`, ...) changes every position's
+/// angles; the decoder implements plain RoPE only, so such a model is refused rather than
+/// run with silently wrong outputs.
+fn check_rope_scaling(kind: Option<&str>) -> Result<(), String> {
+    match kind {
+        None | Some("default") | Some("none") => Ok(()),
+        Some(other) => Err(format!(
+            "rotary scaling \"{other}\" is not supported yet (plain RoPE only); models such as Llama 3.x use it"
+        )),
+    }
 }

@@ -187,6 +187,13 @@ impl GgufSource {
 
     pub fn load(mut self) -> Result<(Llama, Content), CausalError> {
         let config = self.config()?;
+        // Llama 3 GGUFs carry their rotary scaling as per-frequency factors in this tensor.
+        if self.content.tensor_infos.contains_key("rope_freqs.weight") {
+            return Err(CausalError::Format {
+                path: self.path.clone(),
+                message: "rotary frequency factors (rope_freqs.weight, Llama 3 scaling) are not supported yet (plain RoPE only)".into(),
+            });
+        }
         let model = build(config, &mut self, &GGUF_NAMES)?;
         Ok((model, self.content))
     }
