@@ -30,7 +30,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Evaluate a classifier on a labelled file: accuracy, macro-F1, latency, throughput.
+    /// Evaluate a model on your data: a classifier, a local generative model or a hosted API;
+    /// quality, latency, throughput and cost.
     Eval(Box<EvalArgs>),
     /// Train a classifier from a base encoder: full fine-tuning, or `--head-only`.
     Train(TrainArgs),
@@ -104,8 +105,8 @@ struct RuntimeArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// A HF model folder, hf:ORG/NAME[@REVISION], or a generative model: a .gguf file or a
-    /// llama / qwen2 HF folder.
+    /// A classifier (HF folder or hf:ORG/NAME[@REVISION]), a generative model (a .gguf file or a
+    /// llama / qwen2 HF folder) or a hosted API (openai:MODEL, anthropic:MODEL).
     #[arg(long)]
     model: String,
     /// Labelled data: .csv, .tsv or .jsonl.
