@@ -285,16 +285,11 @@ fn dataset_info(
     tokens_total: usize,
 ) -> DatasetInfo {
     let model_labels = matched.model_labels();
+    let truncated = tokenized
+        .iter()
+        .filter(|t| t.truncated_from.is_some())
+        .count();
     DatasetInfo {
-        path: dataset.path.display().to_string(),
-        sha256: dataset.sha256.clone(),
-        format: format!("{:?}", dataset.format).to_lowercase(),
-        text_col: dataset.text_col.clone(),
-        label_col: dataset.label_col.clone(),
-        rows_in_file: dataset.examples.len(),
-        rows_evaluated: examples.len(),
-        limit: opts.limit,
-        seed: opts.seed,
         label_matches: matched
             .entries()
             .iter()
@@ -314,16 +309,12 @@ fn dataset_info(
                     .is_some_and(|l| matched.model_index(l).is_none())
             })
             .count(),
-        truncated_items: tokenized
-            .iter()
-            .filter(|t| t.truncated_from.is_some())
-            .count(),
-        tokens_total,
+        ..dataset_summary(dataset, examples, opts, truncated, tokens_total)
     }
 }
 
-/// The data set part of the results for runs without a label mapping (generative models take
-/// the data set's own labels).
+/// The data set part of the results without label matching (generative and API models take
+/// the data set's own labels; encoders add their matching on top).
 pub(super) fn dataset_summary(
     dataset: &Dataset,
     examples: &[data::Example],
