@@ -28,6 +28,7 @@ use toml::Spanned;
 
 use crate::cost::error::CostError;
 use crate::cost::usd::Usd;
+use crate::data::line_at;
 
 /// The built-in price list, compiled in. In taskbench this is `models/pricing.toml`.
 pub const EMBEDDED_PRICING_TOML: &str = include_str!("../../models/pricing.toml");
@@ -556,16 +557,6 @@ pub fn strip_snapshot_date(id: &str) -> Option<&str> {
         }
     }
     None
-}
-
-/// 1-based line of a byte offset.
-fn line_at(source: &str, offset: usize) -> usize {
-    let end = offset.min(source.len());
-    source.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 /// Line of `[models."KEY"]`, for errors found after parsing; 1 if not written that way.

@@ -35,10 +35,18 @@ pub(crate) fn decode_utf8<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, D
     Ok(text.strip_prefix(BOM).unwrap_or(text))
 }
 
+/// The 1-based line of byte `offset` in a file's text (an offset past the end counts as the
+/// last line), for messages that point into a file.
+pub(crate) fn line_at(text: impl AsRef<[u8]>, offset: usize) -> usize {
+    let text = text.as_ref();
+    let end = offset.min(text.len());
+    text[..end].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
 /// The error for an invalid byte at offset `bad`, located by line and byte within the line.
 fn utf8_error(path: &Path, bytes: &[u8], bad: usize) -> DataError {
     let before = &bytes[..bad];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line = line_at(bytes, bad);
     let line_start = before
         .iter()
         .rposition(|&b| b == b'\n')

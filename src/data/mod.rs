@@ -12,6 +12,7 @@ mod columns;
 mod delimited;
 mod error;
 mod file;
+pub(crate) use file::line_at;
 mod format;
 mod jsonl;
 mod label_map;

@@ -35,9 +35,10 @@ use minijinja::value::Serde;
 use minijinja::{context, Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-
-pub use crate::models::Message;
 use toml::Spanned;
+
+use crate::data::line_at;
+pub use crate::models::Message;
 
 /// Names accepted by [`PromptTemplate::builtin`].
 pub const BUILTIN_NAMES: &[&str] = &["zero-shot", "k-shot"];
@@ -430,16 +431,6 @@ fn descriptions(source: &str, labels: BTreeMap<Spanned<String>, LabelEntry>) -> 
     // File order, so the first typo in the file is the one reported.
     out.sort_by_key(|d| d.line);
     out
-}
-
-/// The 1-based line of byte `offset` in `source`.
-fn line_at(source: &str, offset: usize) -> usize {
-    let end = offset.min(source.len());
-    source.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 /// The file line of a string value's first character. TOML drops the newline right after an
