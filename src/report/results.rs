@@ -212,6 +212,19 @@ pub struct ScoringReport {
     pub pass_rate: Option<f64>,
 }
 
+impl ScoringReport {
+    pub fn new(scorer: &str, summary: &crate::metrics::scoring::ScoreSummary) -> Self {
+        ScoringReport {
+            scorer: scorer.to_string(),
+            items: summary.items,
+            passed: summary.passed,
+            errors: summary.errors,
+            mean_score: summary.mean_score(),
+            pass_rate: summary.pass_rate(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     pub device: String,

@@ -118,27 +118,26 @@ fn classify(
     lm: &CausalLm,
     load_seconds: f64,
 ) -> anyhow::Result<super::eval::EvalOutcome> {
-    let dataset = data::load(&opts.data, &opts.load)?;
-    let labels = dataset.labels();
-    if labels.len() < 2 {
-        bail!(
-            "{}: classification needs at least two labels in the label column; found {}",
-            dataset.path.display(),
-            labels.len()
-        );
-    }
-    let template = load_template(gen)?;
-    let label_infos = template.resolve_labels(&LabelInfo::from_names(&labels))?;
-    let examples = shots(gen, &template, opts)?;
-    let items = sample(&dataset.examples, opts);
-    let max_tokens = gen.max_tokens.unwrap_or(16);
+    let ClassifySetup {
+        dataset,
+        labels,
+        template,
+        label_infos,
+        examples,
+        items,
+    } = classify_setup(opts, gen)?;
+    let max_tokens = max_tokens(gen);
+    let answer_end = match gen.method {
+        Method::Score => answer_end(lm, gen)?,
+        Method::Generate => String::new(),
+    };
     let bar = super::progress(items.len(), "generative", opts.progress);
     let start = Instant::now();
     let mut runs = Vec::with_capacity(items.len());
     for item in &items {
         let prompt = prompt_text(lm, gen, &template, &item.text, &label_infos, &examples)?;
         let run = match gen.method {
-            Method::Score => score_item(lm, gen, &prompt, &labels)?,
+            Method::Score => score_item(lm, gen, &prompt, &labels, &answer_end)?,
             Method::Generate => generate_item(lm, &prompt, max_tokens, gen, opts.seed, &labels)?,
         };
         runs.push(run);
@@ -217,6 +216,69 @@ fn classify(
 
 pub(super) const INVALID: &str = "(invalid)";
 
+/// What classifying with a prompt needs, prepared before any model runs (local and API
+/// models share it, so both see the same labels, prompt and examples).
+pub(super) struct ClassifySetup {
+    pub dataset: data::Dataset,
+    /// The data set's labels: a generative model answers with their names.
+    pub labels: Vec<String>,
+    pub template: PromptTemplate,
+    pub label_infos: Vec<LabelInfo>,
+    pub examples: Vec<Example>,
+    pub items: Vec<data::Example>,
+}
+
+pub(super) fn classify_setup(
+    opts: &EvalOptions,
+    gen: &GenerativeOptions,
+) -> anyhow::Result<ClassifySetup> {
+    let dataset = data::load(&opts.data, &opts.load)?;
+    let labels = dataset.labels();
+    if labels.len() < 2 {
+        bail!(
+            "{}: classification needs at least two labels in the label column; found {}",
+            dataset.path.display(),
+            labels.len()
+        );
+    }
+    let template = load_template(gen)?;
+    let label_infos = template.resolve_labels(&LabelInfo::from_names(&labels))?;
+    let examples = shots(gen, &template, opts)?;
+    let items = sample(&dataset.examples, opts);
+    Ok(ClassifySetup {
+        dataset,
+        labels,
+        template,
+        label_infos,
+        examples,
+        items,
+    })
+}
+
+/// `--task generate` rows: the `prompt` and `reference` columns unless named otherwise; the
+/// reference is optional (without it, outputs are kept but not scored).
+pub(super) fn generation_data(
+    opts: &EvalOptions,
+) -> anyhow::Result<(data::Dataset, Vec<data::Example>)> {
+    let load = LoadOptions {
+        text_col: opts.load.text_col.clone().or(Some("prompt".into())),
+        label_col: opts.load.label_col.clone().or(Some("reference".into())),
+        id_col: opts.load.id_col.clone(),
+        allow_unlabelled: true,
+    };
+    let dataset = data::load(&opts.data, &load)?;
+    let items = sample(&dataset.examples, opts);
+    Ok((dataset, items))
+}
+
+/// `--max-tokens`, else 16 for a label and 256 for free text.
+pub(super) fn max_tokens(gen: &GenerativeOptions) -> usize {
+    gen.max_tokens.unwrap_or(match gen.task {
+        Task::Classify => 16,
+        Task::Generate => 256,
+    })
+}
+
 pub(super) fn load_template(gen: &GenerativeOptions) -> anyhow::Result<PromptTemplate> {
     let name = gen.prompt_template.as_str();
     let template = if std::path::Path::new(name).is_file() {
@@ -280,12 +342,13 @@ fn score_item(
     gen: &GenerativeOptions,
     prompt: &str,
     labels: &[String],
+    answer_end: &str,
 ) -> anyhow::Result<ItemRun> {
     let start = Instant::now();
     let prompt_ids = lm.encode(prompt)?;
     let continuations = labels
         .iter()
-        .map(|label| answer_ids(lm, gen, prompt, &prompt_ids, label))
+        .map(|label| answer_ids(lm, gen, prompt, &prompt_ids, label, answer_end))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let log_probs = lm.score_continuations(&prompt_ids, &continuations)?;
     let probabilities = softmax(&log_probs);
@@ -307,30 +370,25 @@ fn score_item(
     })
 }
 
-/// The tokens of `label` as the model's answer, including what ends the answer (the chat
-/// template's end of turn, or a newline for raw prompts), so that a label that is a prefix
-/// of another ("card" / "card_arrival") is not favoured for being shorter.
+/// The tokens of `label` as the model's answer, including what ends the answer (`answer_end`),
+/// so that a label that is a prefix of another ("card" / "card_arrival") is not favoured for
+/// being shorter.
 fn answer_ids(
     lm: &CausalLm,
     gen: &GenerativeOptions,
     prompt: &str,
     prompt_ids: &[u32],
     label: &str,
+    answer_end: &str,
 ) -> anyhow::Result<Vec<u32>> {
-    let full = if gen.no_chat_template {
-        let separator = if prompt.ends_with(char::is_whitespace) {
-            ""
-        } else {
-            " "
-        };
-        format!("{prompt}{separator}{label}\n")
+    // A raw prompt ending in "Label:" is answered after a space; a chat template's assistant
+    // turn starts fresh.
+    let separator = if gen.no_chat_template && !prompt.ends_with(char::is_whitespace) {
+        " "
     } else {
-        // The conversation with the answer in it, as the template writes a finished turn.
-        let mut with_answer = prompt.to_string();
-        with_answer.push_str(label);
-        with_answer.push_str(&end_of_turn(lm)?);
-        with_answer
+        ""
     };
+    let full = format!("{prompt}{separator}{label}{answer_end}");
     let ids = lm.encode(&full)?;
     if ids.len() > prompt_ids.len() && ids[..prompt_ids.len()] == *prompt_ids {
         return Ok(ids[prompt_ids.len()..].to_vec());
@@ -339,8 +397,17 @@ fn answer_ids(
     Ok(lm.encode_continuation(&full[prompt.len()..])?)
 }
 
-/// What the chat template writes after an assistant message (`<|im_end|>\n` for ChatML),
-/// found by rendering a one-turn conversation with a marker answer.
+/// What ends an answer: a newline for raw prompts; with the chat template, what it writes
+/// after an assistant message (`<|im_end|>\n` for ChatML). Computed once per run.
+fn answer_end(lm: &CausalLm, gen: &GenerativeOptions) -> anyhow::Result<String> {
+    if gen.no_chat_template {
+        return Ok("\n".to_string());
+    }
+    end_of_turn(lm)
+}
+
+/// What the chat template writes after an assistant message, found by rendering a one-turn
+/// conversation with a marker answer.
 fn end_of_turn(lm: &CausalLm) -> anyhow::Result<String> {
     const MARKER: &str = "\u{E000}answer\u{E000}";
     let rendered = lm.prompt_text_finished(&[Message::user("q"), Message::assistant(MARKER)])?;
@@ -393,15 +460,8 @@ fn generate_task(
     lm: &CausalLm,
     load_seconds: f64,
 ) -> anyhow::Result<super::eval::EvalOutcome> {
-    let load = LoadOptions {
-        text_col: opts.load.text_col.clone().or(Some("prompt".into())),
-        label_col: opts.load.label_col.clone().or(Some("reference".into())),
-        id_col: opts.load.id_col.clone(),
-        allow_unlabelled: true,
-    };
-    let dataset = data::load(&opts.data, &load)?;
-    let items = sample(&dataset.examples, opts);
-    let max_tokens = gen.max_tokens.unwrap_or(256);
+    let (dataset, items) = generation_data(opts)?;
+    let max_tokens = max_tokens(gen);
     let mut judge = match &gen.judge_model {
         Some(path) => Some(LocalJudge {
             lm: CausalLm::load(path, None)?,
@@ -481,14 +541,7 @@ fn generate_task(
         info,
     );
     if dataset.label_col.is_some() {
-        results.scoring = Some(ScoringReport {
-            scorer: gen.scorer.name().to_string(),
-            items: summary.items,
-            passed: summary.passed,
-            errors: summary.errors,
-            mean_score: summary.mean_score(),
-            pass_rate: summary.pass_rate(),
-        });
+        results.scoring = Some(ScoringReport::new(gen.scorer.name(), &summary));
     }
     Ok(super::eval::EvalOutcome {
         results,

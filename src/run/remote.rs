@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use super::eval::{EvalOptions, EvalOutcome};
 use super::generative::{self, GenerativeOptions, Task, INVALID};
@@ -15,7 +15,7 @@ use crate::cost::{
     dry_run, estimate_tokens_from_chars, DryRunEstimate, ModelPrice, Pricing, TokenCounting,
     TokenUsage, Usd,
 };
-use crate::data::{self, LoadOptions};
+use crate::data;
 use crate::metrics::scoring::ScoreSummary;
 use crate::metrics::{classification_metrics, latency_summary, throughput};
 use crate::models::remote::{
@@ -24,7 +24,6 @@ use crate::models::remote::{
 };
 use crate::models::{Message, ModelInfo};
 use crate::prompt::labels::parse_label;
-use crate::prompt::LabelInfo;
 use crate::report::environment::{peak_rss_bytes, Environment};
 use crate::report::predictions::{Prediction, Probabilities};
 use crate::report::results::{
@@ -65,23 +64,14 @@ struct Plan {
 }
 
 fn plan(opts: &EvalOptions, gen: &GenerativeOptions) -> anyhow::Result<Plan> {
-    let max_tokens = gen
-        .max_tokens
-        .unwrap_or(if gen.task == Task::Classify { 16 } else { 256 });
+    let max_tokens = generative::max_tokens(gen);
     let request = |messages: Vec<Message>| {
         let mut r = ChatRequest::new(messages, max_tokens as u32);
         r.temperature = Some(gen.temperature);
         r
     };
     if gen.task == Task::Generate {
-        let load = LoadOptions {
-            text_col: opts.load.text_col.clone().or(Some("prompt".into())),
-            label_col: opts.load.label_col.clone().or(Some("reference".into())),
-            id_col: opts.load.id_col.clone(),
-            allow_unlabelled: true,
-        };
-        let dataset = data::load(&opts.data, &load)?;
-        let items = generative::sample(&dataset.examples, opts);
+        let (dataset, items) = generative::generation_data(opts)?;
         let requests = items
             .iter()
             .map(|e| request(vec![Message::user(e.text.clone())]))
@@ -95,29 +85,24 @@ fn plan(opts: &EvalOptions, gen: &GenerativeOptions) -> anyhow::Result<Plan> {
             shots: 0,
         });
     }
-    let dataset = data::load(&opts.data, &opts.load)?;
-    let labels = dataset.labels();
-    if labels.len() < 2 {
-        bail!(
-            "{}: classification needs at least two labels in the label column; found {}",
-            dataset.path.display(),
-            labels.len()
-        );
-    }
-    let template = generative::load_template(gen)?;
-    let label_infos = template.resolve_labels(&LabelInfo::from_names(&labels))?;
-    let examples = generative::shots(gen, &template, opts)?;
-    let items = generative::sample(&dataset.examples, opts);
-    let requests = items
+    let setup = generative::classify_setup(opts, gen)?;
+    let requests = setup
+        .items
         .iter()
         .map(|e| {
-            Ok(request(template.render(
-                &e.text,
-                &label_infos,
-                &examples,
-            )?))
+            let messages = setup
+                .template
+                .render(&e.text, &setup.label_infos, &setup.examples)?;
+            Ok(request(messages))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let generative::ClassifySetup {
+        dataset,
+        labels,
+        examples,
+        items,
+        ..
+    } = setup;
     Ok(Plan {
         items,
         labels,
@@ -280,7 +265,6 @@ pub fn eval_remote(
     ));
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-    let not_sent = over_budget.len() + summary.not_started.len();
     let report = ApiReport {
         provider: spec.provider.as_str().to_string(),
         base_url,
@@ -294,7 +278,6 @@ pub fn eval_remote(
         not_sent_cancelled: summary.not_started.len(),
         cache_errors: summary.cache_errors.len(),
     };
-    let _ = not_sent;
     assemble(
         opts,
         gen,
@@ -362,21 +345,15 @@ fn assemble(
     let mut invalid = 0usize;
     let mut summary = ScoreSummary::default();
     for (item, outcome) in plan.items.iter().zip(&outcomes) {
-        let (output, error, item_cost) = match outcome.as_ref().map(|o| &o.result) {
+        let (output, error) = match outcome.as_ref().map(|o| &o.result) {
             Some(Ok(answer)) => {
-                let mut cost = None;
-                if let Some(usage) = answer.usage {
+                // Cached answers cost nothing now and say nothing about today's latency.
+                if let (Some(usage), false) = (answer.usage, answer.from_cache) {
                     let usage = TokenUsage::new(usage.input_tokens, usage.output_tokens);
-                    if !answer.from_cache {
-                        usage_total = usage_total + usage;
-                    }
+                    usage_total = usage_total + usage;
                     if let Some(price) = price {
-                        let c = price.cost(usage);
-                        if !answer.from_cache {
-                            cost_total += c;
-                            priced_items += 1;
-                        }
-                        cost = Some(c);
+                        cost_total += price.cost(usage);
+                        priced_items += 1;
                     }
                 }
                 if !answer.from_cache {
@@ -391,16 +368,14 @@ fn assemble(
                     }
                     itl.extend(t.itl.iter().map(|d| d.as_secs_f64() * 1e3));
                 }
-                (Some(answer.text.clone()), None, cost)
+                (Some(answer.text.clone()), None)
             }
-            Some(Err(e)) => (None, Some(format!("{e:#}")), None),
+            Some(Err(e)) => (None, Some(format!("{e:#}"))),
             None => (
                 None,
                 Some("not sent: --max-cost budget or cancelled".to_string()),
-                None,
             ),
         };
-        let _ = item_cost;
         let (predicted, correct, probabilities, score) = match gen.task {
             Task::Classify => {
                 let index = output
@@ -563,16 +538,8 @@ fn assemble(
             prefill_tokens_per_s: 0.0,
             decode_tokens_per_s: generative::rate(itl.len(), itl.iter().sum::<f64>() / 1e3),
         }),
-        scoring: (gen.task == Task::Generate && plan.dataset.label_col.is_some()).then(|| {
-            ScoringReport {
-                scorer: gen.scorer.name().to_string(),
-                items: summary.items,
-                passed: summary.passed,
-                errors: summary.errors,
-                mean_score: summary.mean_score(),
-                pass_rate: summary.pass_rate(),
-            }
-        }),
+        scoring: (gen.task == Task::Generate && plan.dataset.label_col.is_some())
+            .then(|| ScoringReport::new(gen.scorer.name(), &summary)),
         cost,
         api: Some(api),
     };
