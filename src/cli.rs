@@ -13,6 +13,7 @@ use crate::run::eval::{eval, EvalOptions, UnknownLabels};
 use crate::run::finetune::{self, FinetuneOptions, Hyperparameters};
 use crate::run::generative::{GenerativeOptions, Method, Task};
 use crate::run::remote::RemoteOptions;
+use crate::run::suite::{Status, Suite, SuiteOptions};
 use crate::run::train::{head_only, PoolingChoice, TrainOptions, TrainingRecord};
 use crate::runtime::{configure_threads, DeviceSpec};
 use crate::train::softmax::FitOptions;
@@ -38,6 +39,34 @@ enum Command {
     /// Serve a local model over HTTP: OpenAI-compatible /v1/chat/completions for generative
     /// models, /predict for classifiers.
     Serve(ServeArgs),
+    /// Run a suite: train and evaluate every model of SUITE.toml on the same items, then
+    /// write the report (report.html, report.md, summary.json) and print the verdict.
+    Run(RunArgs),
+    /// Rebuild the report of a run folder from its files alone.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The suite file (TOML): data, models, goals, prices.
+    suite: PathBuf,
+    /// The run folder [default: runs/SUITE_NAME].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Run only this model (repeatable); the others keep their earlier results.
+    #[arg(long)]
+    only: Vec<String>,
+    /// Rerun models even when their inputs have not changed.
+    #[arg(long)]
+    rerun: bool,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// A folder written by `taskbench run`.
+    run_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -365,7 +394,61 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Eval(args) => run_eval(*args),
         Command::Train(args) => run_train(args),
         Command::Serve(args) => run_serve(args),
+        Command::Run(args) => run_suite(args),
+        Command::Report(args) => run_report(args),
     }
+}
+
+fn run_suite(args: RunArgs) -> anyhow::Result<i32> {
+    let threads = configure_threads(args.runtime.threads.map(|n| n as usize));
+    let suite = Suite::load(&args.suite)?;
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(&suite.file.name));
+    let record = crate::run::suite::run_suite(&SuiteOptions {
+        suite,
+        out: out.clone(),
+        only: args.only,
+        rerun: args.rerun,
+        device: args.runtime.device,
+        threads,
+        progress: !args.runtime.quiet,
+    })?;
+    let written = report::suite::write_reports(&out)?;
+    print_stdout(&report::suite::render_terminal(&written.summary));
+    print_stdout(&format!(
+        "report: {}
+(also {} and {})
+",
+        written.html.display(),
+        written.markdown.display(),
+        written.json.display()
+    ));
+    let failed = record
+        .models
+        .iter()
+        .filter(|m| m.status == Status::Failed)
+        .count();
+    if failed > 0 {
+        eprintln!(
+            "taskbench: {failed} model(s) failed; their errors are in {}",
+            out.join("run.json").display()
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn run_report(args: ReportArgs) -> anyhow::Result<i32> {
+    let written = report::suite::write_reports(&args.run_dir)?;
+    print_stdout(&report::suite::render_terminal(&written.summary));
+    print_stdout(&format!(
+        "wrote {}, {} and {}\n",
+        written.html.display(),
+        written.markdown.display(),
+        written.json.display()
+    ));
+    Ok(0)
 }
 
 fn run_serve(args: ServeArgs) -> anyhow::Result<i32> {

@@ -14,9 +14,11 @@
 //! Everything here is pure arithmetic on numbers the caller measured; nothing does I/O except
 //! [`Pricing::load`].
 
+pub mod cascade;
 pub mod error;
 pub mod estimate;
 pub mod local;
+pub mod mistakes;
 pub mod pricing;
 pub mod tracker;
 pub mod usd;

@@ -20,6 +20,7 @@
 pub mod classification;
 pub mod latency;
 pub mod scoring;
+pub mod stats;
 
 pub use classification::{classification_metrics, ClassStats, ClassificationMetrics};
 pub use latency::{

@@ -12,9 +12,11 @@
 //! This file owns what they share: [`ReportError`] and [`write_atomic`], which makes sure a
 //! reader never sees a half-written file.
 
+pub mod charts;
 pub mod environment;
 pub mod predictions;
 pub mod results;
+pub mod suite;
 pub mod table;
 
 use std::fs::{self, File, OpenOptions};
@@ -25,7 +27,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use thiserror::Error;
 
 pub use environment::{peak_rss_bytes, Environment};
-pub use predictions::{write_predictions, Prediction, Probabilities, PREDICTIONS_FILE};
+pub use predictions::{
+    read_predictions, write_predictions, Prediction, Probabilities, PREDICTIONS_FILE,
+};
 pub use results::{
     read_results, write_results, DatasetInfo, EvalResults, LabelMatchInfo, LatencyReport, Settings,
     RESULTS_FILE, SCHEMA_VERSION,
@@ -62,6 +66,14 @@ pub enum ReportError {
     #[error("{}: not a valid taskbench results file", .path.display())]
     Parse {
         path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("{}:{line}: not a valid prediction line", .path.display())]
+    Line {
+        path: PathBuf,
+        line: usize,
         #[source]
         source: serde_json::Error,
     },

@@ -122,6 +122,26 @@ pub fn write_predictions(dir: &Path, predictions: &[Prediction]) -> Result<PathB
     Ok(path)
 }
 
+/// Reads a `predictions.jsonl`; a bad line is an error naming the file and line, never skipped
+/// (a report built on a silently shortened file would be wrong).
+pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|source| ReportError::Line {
+                path: path.to_path_buf(),
+                line: i + 1,
+                source,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

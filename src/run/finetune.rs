@@ -69,6 +69,22 @@ pub struct Hyperparameters {
     pub class_weights: bool,
 }
 
+impl Default for Hyperparameters {
+    /// `taskbench train`'s defaults.
+    fn default() -> Self {
+        Hyperparameters {
+            epochs: 4,
+            learning_rate: 1e-4,
+            batch_size: 32,
+            max_len: 128,
+            warmup_ratio: 0.06,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            class_weights: false,
+        }
+    }
+}
+
 /// Set by the Ctrl-C handler; the loop stops after its current step.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 

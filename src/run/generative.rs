@@ -58,6 +58,25 @@ pub struct GenerativeOptions {
     pub judge_model: Option<PathBuf>,
 }
 
+impl Default for GenerativeOptions {
+    /// `taskbench eval`'s defaults.
+    fn default() -> Self {
+        GenerativeOptions {
+            task: Task::Classify,
+            method: Method::Score,
+            prompt_template: "zero-shot".into(),
+            shots: None,
+            examples: None,
+            chat_template: None,
+            no_chat_template: false,
+            max_tokens: None,
+            temperature: 0.0,
+            scorer: Scorer::Exact,
+            judge_model: None,
+        }
+    }
+}
+
 /// Whether `model` names a generative model: a `.gguf` file, or a HF folder whose
 /// `config.json` describes a decoder (`llama`, `qwen2`).
 pub fn is_generative(model: &str) -> bool {
@@ -214,7 +233,7 @@ fn classify(
     })
 }
 
-pub(super) const INVALID: &str = "(invalid)";
+pub const INVALID: &str = "(invalid)";
 
 /// What classifying with a prompt needs, prepared before any model runs (local and API
 /// models share it, so both see the same labels, prompt and examples).

@@ -6,6 +6,7 @@ pub mod eval;
 pub mod finetune;
 pub mod generative;
 pub mod remote;
+pub mod suite;
 pub mod train;
 
 use std::path::{Path, PathBuf};

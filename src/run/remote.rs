@@ -53,6 +53,27 @@ pub struct RemoteOptions {
     pub max_cost: Option<Usd>,
 }
 
+impl Default for RemoteOptions {
+    /// `taskbench eval`'s defaults.
+    fn default() -> Self {
+        RemoteOptions {
+            base_url: None,
+            api_key_file: None,
+            concurrency: 8,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            no_stream: false,
+            timeout: Duration::from_secs(60),
+            max_attempts: 5,
+            cache: None,
+            no_cache: false,
+            refresh: false,
+            pricing: None,
+            max_cost: None,
+        }
+    }
+}
+
 /// The requests of a run, built before anything is sent.
 struct Plan {
     items: Vec<data::Example>,

@@ -82,6 +82,72 @@ pub fn serve(
     })
 }
 
+/// A server running on its own thread, for measuring a local model over HTTP in-process
+/// (`taskbench run`'s served models). Dropping it stops the server and joins the thread.
+pub struct BackgroundServer {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundServer {
+    /// Binds `addr` (port 0 picks a free one) and serves `model` until dropped.
+    pub fn start(
+        model: LocalModel,
+        model_name: &str,
+        addr: SocketAddr,
+        max_batch_tokens: usize,
+    ) -> anyhow::Result<BackgroundServer> {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let router = app(model, model_name, max_batch_tokens);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(async {
+                        let _ = stop.await;
+                    })
+                    .await;
+            });
+        });
+        Ok(BackgroundServer {
+            addr,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The OpenAI-style base URL clients append `/chat/completions` to.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(ErrorBody::new(message, status))).into_response()
 }

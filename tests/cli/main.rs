@@ -14,4 +14,5 @@ mod hub;
 mod labels;
 mod model_errors;
 mod remote;
+mod suite;
 mod train;

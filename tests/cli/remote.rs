@@ -7,7 +7,7 @@ use std::process::{Child, Command as StdCommand, Stdio};
 
 use crate::common::*;
 
-const KEY: &str = "sk-test-NEVERPRINTME";
+pub(crate) const KEY: &str = "sk-test-NEVERPRINTME";
 
 const CLAIMS: &str = "text,label\n\
 The kitchen caught fire last night,fire\n\
@@ -18,13 +18,13 @@ A pipe burst under the sink,water\n\
 My bike was stolen from the garage,theft\n";
 
 /// `taskbench serve` of the tiny Llama fixture on a free port; stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base_url: String,
+    pub(crate) base_url: String,
 }
 
 impl Server {
-    fn start() -> Server {
+    pub(crate) fn start() -> Server {
         let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("taskbench"))
             .current_dir(root())
             .args([
