@@ -2,6 +2,8 @@
 //! batches. Knows nothing of candle; models turn a [`DeviceSpec`] into a device.
 
 pub mod batching;
+pub mod load;
+pub mod peak;
 
 use std::fmt;
 use std::str::FromStr;

@@ -63,6 +63,9 @@ test = "test.csv"
 [goals]
 slo_latency_ms = 5000
 accuracy_floor = 0.9
+[cost_matrix]
+default = 2.0
+pairs = [{{ gold = "fire", predicted = "water", usd = 50.0 }}]
 [costs]
 hourly_usd = 0.09
 monthly_hosting_usd = 65
@@ -250,6 +253,10 @@ fn a_suite_runs_every_kind_of_model_reuses_them_and_rebuilds_its_report() {
         "{summary:#}"
     );
     assert_eq!(summary["break_even"][0]["api"], "priced", "{summary:#}");
+    // Every answer of the served tiny model is off the list: 8 mistakes at the default $2.
+    let mistakes = &model(&summary, "llama-served")["mistakes"];
+    assert_eq!(mistakes["total_usd"], 16.0, "{summary:#}");
+    assert_eq!(mistakes["usd_per_1000_queries"], 2000.0, "{summary:#}");
     let html = std::fs::read_to_string(s.out.join("report.html")).unwrap();
     assert!(html.matches("<svg").count() >= 4, "charts missing");
     assert!(
@@ -399,6 +406,14 @@ fn bad_suites_are_refused_naming_the_file_and_the_model() {
     fails(
         &mut run_suite(&s),
         &["suite.toml", "missing.csv", "no such file"],
+    );
+
+    write(&format!(
+        "{base}[cost_matrix]\ndefault = 1.0\npairs = [{{ gold = \"fire\", predicted = \"flood\", usd = 5.0 }}]\n[[models]]\nname = \"a\"\nmodel = \"openai:x\"\n"
+    ));
+    fails(
+        &mut run_suite(&s),
+        &["suite.toml", "[cost_matrix]", "flood"],
     );
 
     write(&format!(

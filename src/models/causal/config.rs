@@ -172,13 +172,13 @@ impl LmConfig {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.heads == 0 || self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
+        if self.heads == 0 || self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
             return Err(format!(
                 "{} attention heads cannot share {} key/value heads",
                 self.heads, self.kv_heads
             ));
         }
-        if self.head_dim % 2 != 0 || self.head_dim == 0 {
+        if !self.head_dim.is_multiple_of(2) || self.head_dim == 0 {
             return Err(format!("head size {} is not even", self.head_dim));
         }
         Ok(())

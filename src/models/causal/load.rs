@@ -259,7 +259,7 @@ impl Source for GgufSource {
         };
         match kind {
             // Kept as the file's blocks: the integer kernels read them directly.
-            Some(kind) if cols % kind.block_elems() == 0 => {
+            Some(kind) if cols.is_multiple_of(kind.block_elems()) => {
                 let bytes = self.raw(name, &[rows, cols])?;
                 Ok(Matrix::from_quantized(rows, cols, kind, bytes))
             }

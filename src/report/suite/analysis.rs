@@ -110,6 +110,8 @@ fn model_summary(run: &RunData, m: &LoadedModel) -> ModelSummary {
             usd: hourly.map(|h| h * t.seconds.training / 3600.0),
             items_per_s: t.train_items_per_second,
         }),
+        // Validated against the test labels before the run; the only other labels are
+        // predicted ones, which the matrix prices at its default.
         mistakes: run.suite.file.cost_matrix.as_ref().and_then(|matrix| {
             matrix
                 .mistake_cost(run.labels.names(), &m.gold, &m.predicted)
@@ -267,16 +269,28 @@ fn apply_goals(
     }
 }
 
+/// Costs within this share of the cheapest count as equal: a local model's cost comes from
+/// throughput measured on a shared machine, which moves 10-20% between runs, so two models of
+/// the same architecture must not swap places on noise.
+pub const COST_TIE: f64 = 0.2;
+
 /// The cheapest model meeting the floor (or, without one, not significantly worse than the
-/// most accurate) and the SLO; ties go to the more accurate.
+/// most accurate) and the SLO; among those costing within [`COST_TIE`] of the cheapest, the
+/// most accurate.
 fn recommend(models: &[ModelSummary]) -> Option<usize> {
-    (0..models.len())
+    let eligible: Vec<usize> = (0..models.len())
         .filter(|&i| is_good_enough(&models[i]) && models[i].usd_per_1000.is_some())
-        .min_by(|&a, &b| {
+        .collect();
+    let cost = |i: usize| models[i].usd_per_1000.unwrap_or(f64::INFINITY);
+    let cheapest = eligible.iter().map(|&i| cost(i)).reduce(f64::min)?;
+    eligible
+        .into_iter()
+        .filter(|&i| cost(i) <= cheapest * (1.0 + COST_TIE))
+        .max_by(|&a, &b| {
             let (ma, mb) = (&models[a], &models[b]);
-            let ca = ma.usd_per_1000.unwrap_or(f64::INFINITY);
-            let cb = mb.usd_per_1000.unwrap_or(f64::INFINITY);
-            ca.total_cmp(&cb).then(mb.accuracy.total_cmp(&ma.accuracy))
+            (ma.accuracy, ma.macro_f1, -cost(a))
+                .partial_cmp(&(mb.accuracy, mb.macro_f1, -cost(b)))
+                .unwrap_or(std::cmp::Ordering::Equal)
         })
 }
 

@@ -99,6 +99,12 @@ fn check_inputs(suite: &Suite, only: &[String]) -> anyhow::Result<()> {
             );
         }
     }
+    let test = crate::data::load(&data.test, &load_options(suite))?;
+    if let Some(matrix) = &suite.file.cost_matrix {
+        matrix
+            .validate(&test.labels())
+            .map_err(|e| anyhow::anyhow!("{at}: [cost_matrix]: {e}"))?;
+    }
     for entry in &suite.file.models {
         let spec = entry
             .model
