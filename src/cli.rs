@@ -9,13 +9,15 @@ use crate::cost::{Usd, Utilisation};
 use crate::data::LoadOptions;
 use crate::metrics::scoring::Scorer;
 use crate::report;
+use crate::run::bench::{BenchOptions, ScenarioChoice};
 use crate::run::eval::{eval, EvalOptions, UnknownLabels};
 use crate::run::finetune::{self, FinetuneOptions, Hyperparameters};
 use crate::run::generative::{GenerativeOptions, Method, Task};
 use crate::run::remote::RemoteOptions;
-use crate::run::suite::{Status, Suite, SuiteOptions};
+use crate::run::suite::SuiteOptions;
 use crate::run::train::{head_only, PoolingChoice, TrainOptions, TrainingRecord};
 use crate::runtime::{configure_threads, DeviceSpec};
+use crate::suite::{Status, Suite};
 use crate::train::softmax::FitOptions;
 
 #[derive(Parser)]
@@ -44,6 +46,72 @@ enum Command {
     Run(RunArgs),
     /// Rebuild the report of a run folder from its files alone.
     Report(ReportArgs),
+    /// Measure a classifier or an HTTP endpoint under load, as MLPerf LoadGen's scenarios
+    /// define it: single-stream, offline, or server (Poisson arrivals against a latency SLO).
+    Bench(Box<BenchArgs>),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// A classifier (HF folder or hf:ORG/NAME[@REVISION]) or an endpoint (openai:MODEL with
+    /// --base-url, e.g. a `taskbench serve`; anthropic:MODEL).
+    #[arg(long)]
+    model: String,
+    /// The queries: the text column of a .csv, .tsv or .jsonl (labels not needed for a
+    /// classifier; an endpoint gets the prompt `eval` would send, which needs them).
+    #[arg(long)]
+    data: PathBuf,
+    #[command(flatten)]
+    data_args: DataArgs,
+    #[arg(long, value_enum, default_value = "single-stream")]
+    scenario: ScenarioChoice,
+    /// Server: mean arrival rate, queries per second (Poisson).
+    #[arg(long)]
+    qps: Option<f64>,
+    /// Server: the latency objective in ms at --percentile.
+    #[arg(long)]
+    slo_ms: Option<f64>,
+    /// The latency percentile judged, as a fraction [default: 0.90 single-stream, 0.99 server].
+    #[arg(long)]
+    percentile: Option<f64>,
+    /// Server: search for the highest --qps whose --percentile latency meets --slo-ms.
+    #[arg(long)]
+    find_max_qps: bool,
+    /// Queries per run [default: the data's rows, and at least what --percentile needs by
+    /// LoadGen's early-stopping rule: 64 for p90, 662 for p99].
+    #[arg(long)]
+    min_queries: Option<usize>,
+    /// Seconds a single-stream or server run lasts at least.
+    #[arg(long, default_value_t = 10.0)]
+    min_duration: f64,
+    /// Queries run before timing starts.
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    /// Server: queries in flight at once [default: 1 for a local model, 8 for an endpoint].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Largest batch a local model is given (offline, and queued queries in server).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_batch: u64,
+    /// Evaluate a seeded, stratified sample of N rows as the query set.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    limit: Option<u64>,
+    /// Write bench.json here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Allow a load test against a provider's paid API.
+    #[arg(long)]
+    allow_paid: bool,
+    #[command(flatten)]
+    generative: GenerativeArgs,
+    /// An OpenAI-compatible server's base URL [default: $OPENAI_BASE_URL, else the provider's].
+    #[arg(long)]
+    base_url: Option<String>,
+    /// Read the API key from this file [default: $OPENAI_API_KEY / $ANTHROPIC_API_KEY].
+    #[arg(long)]
+    api_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
 }
 
 #[derive(Args)]
@@ -396,6 +464,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(args) => run_serve(args),
         Command::Run(args) => run_suite(args),
         Command::Report(args) => run_report(args),
+        Command::Bench(args) => run_bench(*args),
     }
 }
 
@@ -439,6 +508,69 @@ fn run_suite(args: RunArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+fn run_bench(args: BenchArgs) -> anyhow::Result<i32> {
+    let threads = configure_threads(args.runtime.threads.map(|n| n as usize));
+    if !(args.min_duration.is_finite() && args.min_duration >= 0.0) {
+        anyhow::bail!(
+            "--min-duration {}: expected seconds, 0 or more",
+            args.min_duration
+        );
+    }
+    let opts = BenchOptions {
+        eval: EvalOptions {
+            model: args.model,
+            data: args.data,
+            load: args.data_args.load_options(),
+            label_map: None,
+            unknown_labels: UnknownLabels::Error,
+            limit: args.limit.map(|n| n as usize),
+            seed: args.runtime.seed,
+            device: args.runtime.device,
+            threads,
+            max_batch_tokens: args.runtime.max_batch_tokens as usize,
+            max_batch_items: args.max_batch as usize,
+            single_stream: false,
+            warmup: args.warmup,
+            progress: !args.runtime.quiet,
+            generative: args.generative.options(),
+            hourly_cost: None,
+            utilisation: Utilisation::FULL,
+            remote: RemoteOptions {
+                base_url: args.base_url,
+                api_key_file: args.api_key_file,
+                no_cache: true,
+                ..RemoteOptions::default()
+            },
+        },
+        scenario: args.scenario,
+        qps: args.qps,
+        slo_ms: args.slo_ms,
+        percentile: args.percentile,
+        find_max_qps: args.find_max_qps,
+        min_queries: args.min_queries,
+        min_duration: std::time::Duration::from_secs_f64(args.min_duration),
+        warmup: args.warmup,
+        workers: args.workers,
+        max_batch: args.max_batch as usize,
+        allow_paid: args.allow_paid,
+    };
+    let results = crate::run::bench::bench(&opts)?;
+    let written = match &args.out {
+        Some(dir) => Some(report::bench::write_bench(dir, &results)?),
+        None => None,
+    };
+    print_stdout(&report::bench::render_bench(&results));
+    if let Some(path) = written {
+        print_stdout(&format!("wrote {}\n", path.display()));
+    }
+    let failed = results
+        .result
+        .as_ref()
+        .is_some_and(|r| r.passed == Some(false))
+        || (opts.find_max_qps && results.result.is_none());
+    Ok(if failed { 1 } else { 0 })
+}
+
 fn run_report(args: ReportArgs) -> anyhow::Result<i32> {
     let written = report::suite::write_reports(&args.run_dir)?;
     print_stdout(&report::suite::render_terminal(&written.summary));
@@ -453,7 +585,7 @@ fn run_report(args: ReportArgs) -> anyhow::Result<i32> {
 
 fn run_serve(args: ServeArgs) -> anyhow::Result<i32> {
     configure_threads(args.runtime.threads.map(|n| n as usize));
-    let model = if crate::run::generative::is_generative(&args.model) {
+    let model = if crate::models::causal::is_causal_lm(&args.model) {
         let lm = crate::models::causal::CausalLm::load(
             std::path::Path::new(&args.model),
             args.chat_template.as_deref(),
@@ -497,7 +629,7 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<i32> {
         remote: args.remote.options(),
     };
     if args.remote.dry_run {
-        if !crate::run::remote::is_remote(&opts.model) {
+        if !crate::models::remote::is_remote_spec(&opts.model) {
             anyhow::bail!(
                 "--dry-run estimates hosted-API runs; --model {} is local",
                 opts.model

@@ -2,7 +2,8 @@
 //! each cost? The library behind the `taskbench` command.
 //!
 //! Layers, each depending only on those below it:
-//! `cli` -> `run` -> `models` / `data` / `metrics` / `report` -> `runtime` -> `kernels`.
+//! `cli` -> `run` -> `models` / `data` / `metrics` / `report` / `suite` / `cost` -> `runtime`
+//! -> `kernels`.
 
 pub mod cli;
 pub mod cost;
@@ -14,4 +15,5 @@ pub mod report;
 pub mod run;
 pub mod runtime;
 pub mod serve;
+pub mod suite;
 pub mod train;

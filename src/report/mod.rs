@@ -12,6 +12,7 @@
 //! This file owns what they share: [`ReportError`] and [`write_atomic`], which makes sure a
 //! reader never sees a half-written file.
 
+pub mod bench;
 pub mod charts;
 pub mod environment;
 pub mod predictions;

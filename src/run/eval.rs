@@ -67,9 +67,9 @@ pub struct EvalOutcome {
 }
 
 pub fn eval(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
-    let mut outcome = if super::remote::is_remote(&opts.model) {
+    let mut outcome = if crate::models::remote::is_remote_spec(&opts.model) {
         super::remote::eval_remote(opts, &opts.generative, &opts.remote)?
-    } else if super::generative::is_generative(&opts.model) {
+    } else if crate::models::causal::is_causal_lm(&opts.model) {
         super::generative::eval_generative(opts, &opts.generative)?
     } else {
         eval_encoder(opts)?

@@ -77,23 +77,6 @@ impl Default for GenerativeOptions {
     }
 }
 
-/// Whether `model` names a generative model: a `.gguf` file, or a HF folder whose
-/// `config.json` describes a decoder (`llama`, `qwen2`).
-pub fn is_generative(model: &str) -> bool {
-    let path = std::path::Path::new(model);
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-    {
-        return true;
-    }
-    let Ok(text) = std::fs::read_to_string(path.join("config.json")) else {
-        return false;
-    };
-    let config: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    matches!(config["model_type"].as_str(), Some("llama" | "qwen2"))
-}
-
 pub fn eval_generative(
     opts: &EvalOptions,
     gen: &GenerativeOptions,

@@ -2,6 +2,7 @@
 //! Each takes a plain options struct (checked by `cli`), opens files and models, and returns
 //! results for `report` to show and write.
 
+pub mod bench;
 pub mod eval;
 pub mod finetune;
 pub mod generative;

@@ -31,11 +31,6 @@ use crate::report::results::{
     ScoringReport, Settings, SCHEMA_VERSION,
 };
 
-/// Whether `model` names a hosted API model (`openai:...`, `anthropic:...`).
-pub fn is_remote(model: &str) -> bool {
-    model.starts_with("openai:") || model.starts_with("anthropic:")
-}
-
 pub struct RemoteOptions {
     pub base_url: Option<String>,
     pub api_key_file: Option<PathBuf>,
@@ -82,6 +77,14 @@ struct Plan {
     dataset: data::Dataset,
     max_tokens: usize,
     shots: usize,
+}
+
+/// The requests `eval` would send, one per item, for `bench`'s load scenarios.
+pub(super) fn requests(
+    opts: &EvalOptions,
+    gen: &GenerativeOptions,
+) -> anyhow::Result<Vec<ChatRequest>> {
+    Ok(plan(opts, gen)?.requests)
 }
 
 fn plan(opts: &EvalOptions, gen: &GenerativeOptions) -> anyhow::Result<Plan> {

@@ -5,6 +5,7 @@
 //! naming the file and what was expected, never a panic or a backtrace (the tests run the
 //! binary with `RUST_BACKTRACE=1` so a panic would show).
 
+mod bench;
 mod common;
 mod data_errors;
 mod device;

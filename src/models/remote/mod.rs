@@ -33,3 +33,8 @@ pub use retry::RetryPolicy;
 pub use runner::{run_all, CacheMode, CancelToken, ItemError, ItemOutcome, RunOptions, RunSummary};
 pub use secret::ApiKey;
 pub use spec::{ModelSpec, Provider, SpecError};
+
+/// Whether a model spec names a hosted API (`openai:MODEL`, `anthropic:MODEL`).
+pub fn is_remote_spec(model: &str) -> bool {
+    model.starts_with("openai:") || model.starts_with("anthropic:")
+}

@@ -7,7 +7,7 @@ use super::summary::*;
 use crate::cost::cascade::{cascade_curve, default_thresholds, CascadeInputs};
 use crate::cost::{break_even, BreakEven, BreakEvenInputs, Usd};
 use crate::metrics::stats::{self, compare_paired, wilson, Verdict};
-use crate::run::suite::ModelKind;
+use crate::suite::ModelKind;
 
 /// Resamples of every bootstrap; 2,000 keeps the 2.5% tails stable to about a tenth of a point.
 pub const BOOTSTRAP_RESAMPLES: usize = 2000;

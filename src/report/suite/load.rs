@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::report::{read_predictions, read_results, EvalResults, Prediction};
 use crate::report::{PREDICTIONS_FILE, RESULTS_FILE};
-use crate::run::suite::{
+use crate::suite::{
     read_run_record, ModelEntry, ModelRun, RunRecord, Suite, EVALS_DIR, MODELS_DIR, SUITE_COPY,
 };
 
@@ -90,7 +90,7 @@ pub fn load_run(dir: &Path) -> anyhow::Result<RunData> {
         let Some(entry) = suite.entry(&run.name) else {
             anyhow::bail!(
                 "{}: lists model {:?}, which {} does not define",
-                dir.join(crate::run::suite::RUN_FILE).display(),
+                dir.join(crate::suite::RUN_FILE).display(),
                 run.name,
                 suite_path.display()
             );

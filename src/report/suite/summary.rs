@@ -7,7 +7,7 @@ use crate::cost::cascade::CascadeCurve;
 use crate::cost::mistakes::MistakeCost;
 use crate::metrics::stats::{Interval, PairedComparison};
 use crate::report::Environment;
-use crate::run::suite::{ModelKind, Status};
+use crate::suite::{ModelKind, Status};
 
 /// Version of `summary.json`'s layout.
 pub const SUMMARY_SCHEMA_VERSION: u32 = 1;

@@ -3,7 +3,7 @@
 use super::analysis::{find, pct};
 use super::summary::{ModelSummary, Summary};
 use crate::cost::cascade::CascadeCurve;
-use crate::run::suite::ModelKind;
+use crate::suite::ModelKind;
 
 /// Sentences, most important first: the recommendation, whether its gap to the most accurate
 /// model is real, what the APIs cost next to it, the break-even, and who missed which goal.

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::file::{ModelEntry, ModelKind, Suite};
 use crate::run::sha256_file;
+use crate::suite::{ModelEntry, ModelKind, Suite};
 
 /// Written last into a finished folder; its presence means the folder is complete.
 pub const INPUTS_FILE: &str = "inputs.json";

@@ -9,21 +9,14 @@
 //!   everything the results depend on. A model whose fingerprint is unchanged is reused, not
 //!   rerun; a finished model's files are written before the next model starts.
 
-pub mod file;
 mod fingerprint;
-mod record;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 
-pub use self::file::{ModelEntry, ModelKind, Suite, SuiteError, TrainRecipe};
 use self::fingerprint::{Fingerprint, INPUTS_FILE};
-pub use self::record::{
-    read_run_record, ModelRun, RunRecord, Status, EVALS_DIR, MODELS_DIR, RUN_FILE,
-    RUN_SCHEMA_VERSION, SUITE_COPY,
-};
 use super::eval::{eval, EvalOptions, UnknownLabels};
 use super::generative::{GenerativeOptions, Method};
 use super::remote::RemoteOptions;
@@ -32,6 +25,10 @@ use crate::cost::{Usd, Utilisation};
 use crate::data::LoadOptions;
 use crate::report::{predictions, results};
 use crate::runtime::DeviceSpec;
+use crate::suite::{
+    record, ModelEntry, ModelKind, ModelRun, RunRecord, Suite, TrainRecipe, EVALS_DIR, MODELS_DIR,
+    SUITE_COPY,
+};
 
 /// What `taskbench run` was asked to do.
 pub struct SuiteOptions {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which LoadGen scenario produced a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     SingleStream,
     Offline,

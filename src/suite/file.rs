@@ -247,8 +247,8 @@ impl ModelEntry {
         match (&self.model, &self.base, &self.serve) {
             (_, Some(_), _) => ModelKind::Trained,
             (_, _, Some(_)) => ModelKind::Served,
-            (Some(m), _, _) if crate::run::remote::is_remote(m) => ModelKind::Api,
-            (Some(m), _, _) if crate::run::generative::is_generative(m) => ModelKind::Generative,
+            (Some(m), _, _) if crate::models::remote::is_remote_spec(m) => ModelKind::Api,
+            (Some(m), _, _) if crate::models::causal::is_causal_lm(m) => ModelKind::Generative,
             _ => ModelKind::Classifier,
         }
     }
