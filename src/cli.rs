@@ -87,6 +87,10 @@ struct BenchArgs {
     /// Queries run before timing starts.
     #[arg(long, default_value_t = 10)]
     warmup: usize,
+    /// Server: a run whose dispatcher issued queries later than this (p99, ms) than the
+    /// Poisson schedule says is invalid: an overloaded client would flatter the model.
+    #[arg(long, default_value_t = 10.0)]
+    max_lag_ms: f64,
     /// Server: queries in flight at once [default: 1 for a local model, 8 for an endpoint].
     #[arg(long)]
     workers: Option<usize>,
@@ -551,6 +555,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<i32> {
         min_duration: std::time::Duration::from_secs_f64(args.min_duration),
         warmup: args.warmup,
         workers: args.workers,
+        max_lag_ms: args.max_lag_ms,
         max_batch: args.max_batch as usize,
         allow_paid: args.allow_paid,
     };

@@ -58,6 +58,8 @@ pub struct BenchOptions {
     pub warmup: usize,
     /// Queries in flight at once (server) [default: 1 local, 8 HTTP].
     pub workers: Option<usize>,
+    /// Server: the dispatch lag (p99, ms) past which a run is invalid.
+    pub max_lag_ms: f64,
     /// Largest batch a local model is given.
     pub max_batch: usize,
     /// Allow load on a provider's paid endpoint.
@@ -138,6 +140,7 @@ fn run_scenario(opts: &BenchOptions, sut: &dyn Sut, queries: usize) -> anyhow::R
             s.min_duration = opts.min_duration;
             s.warmup = opts.warmup;
             s.seed = opts.eval.seed;
+            s.lag_tolerance_ms = opts.max_lag_ms;
             s.max_batch = opts.max_batch;
             s.workers = opts
                 .workers
