@@ -206,3 +206,111 @@ fn max_cost_stops_before_the_budget_and_dry_run_sends_nothing() {
         .count();
     assert_eq!(unsent as u64, skipped, "each unsent item says why");
 }
+
+#[path = "../remote/support/mod.rs"]
+#[allow(dead_code)]
+mod fault;
+
+/// Ctrl-C in the middle of a hosted-API run: the process stops, the answers that came back
+/// are in results.json and in the cache, the rest are recorded as not sent, and a rerun
+/// sends only those.
+#[test]
+fn ctrl_c_keeps_what_was_answered_and_a_rerun_sends_only_the_rest() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // About 0.45 s per answer (three chunks 150 ms apart), one request at a time.
+    let server = runtime.block_on(fault::FaultServer::start(
+        std::time::Duration::from_millis(150),
+        false,
+    ));
+    let s = Scratch::new();
+    let rows: String = (0..12)
+        .map(|i| {
+            format!("claim number {i} about a fire,fire\nclaim number {i} about water,water\n")
+        })
+        .collect();
+    let data = s.write("claims.csv", format!("text,label\n{rows}"));
+    let cache = s.path("responses.sqlite");
+    let eval_args = |out: &std::path::Path| -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = [
+            "eval",
+            "--model",
+            "openai:slow",
+            "--max-tokens",
+            "4",
+            "--concurrency",
+            "1",
+            "--base-url",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        args.push(server.openai_url().into());
+        for (flag, value) in [
+            ("--data", &data),
+            ("--cache", &cache),
+            ("--out", &out.to_path_buf()),
+        ] {
+            args.push(flag.into());
+            args.push(value.into());
+        }
+        args
+    };
+    let first = s.path("first");
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("taskbench"))
+        .current_dir(root())
+        .env("OPENAI_API_KEY", KEY)
+        .env("CI", "true")
+        .args(eval_args(&first))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.total_hits() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "an interrupted run still writes its results: {status:?}"
+    );
+    let results = read_json(&first.join("results.json"));
+    let api = &results["api"];
+    let answered = api["answered"].as_u64().unwrap();
+    let not_sent = api["not_sent_cancelled"].as_u64().unwrap();
+    assert!(answered >= 2, "{results:#}");
+    assert!(not_sent >= 1, "{results:#}");
+    assert_eq!(
+        answered + not_sent + api["failed"].as_u64().unwrap(),
+        24,
+        "{results:#}"
+    );
+    let predictions = read_jsonl(&first.join("predictions.jsonl"));
+    assert_eq!(
+        predictions.len(),
+        24,
+        "every item is in predictions, answered or not"
+    );
+
+    let second = s.path("second");
+    succeeds(
+        taskbench()
+            .env("OPENAI_API_KEY", KEY)
+            .args(eval_args(&second)),
+    );
+    let again = read_json(&second.join("results.json"));
+    assert_eq!(again["api"]["answered"], 24, "{again:#}");
+    assert_eq!(
+        again["api"]["from_cache"].as_u64().unwrap(),
+        answered,
+        "{again:#}"
+    );
+    assert_eq!(
+        again["api"]["requests_sent"].as_u64().unwrap(),
+        24 - answered,
+        "{again:#}"
+    );
+    drop(runtime);
+}
