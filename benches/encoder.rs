@@ -1,6 +1,7 @@
-//! Encoder speed on all-MiniLM-L6-v2 (fp32, CPU): tokenization, forward passes at the shapes
+//! Encoder speed on all-MiniLM-L6-v2 (CPU): tokenization, forward passes at the shapes
 //! `../shared/anchors/encoder.py` measures (batch 1 at 16 and 64 tokens, batch 32 at 64
-//! tokens), and an offline pass over the claims test split as `eval` runs it.
+//! tokens), and an offline pass over the claims test split as `eval` runs it; forward and
+//! offline in fp32 and in int8 (`Precision::Int8`, to compare with ONNX Runtime int8).
 //!
 //! Run with `make bench` (needs `make models`). Threads follow `TASKBENCH_BENCH_THREADS`
 //! (default 2, the anchors' setting), so ratios to the anchors compare like with like.
@@ -11,7 +12,7 @@ use candle_core::Device;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use taskbench::data::{self, LoadOptions};
 use taskbench::models::encoder::head::Pooling;
-use taskbench::models::encoder::Encoder;
+use taskbench::models::encoder::{Encoder, Precision};
 use taskbench::models::TokenizedText;
 use taskbench::runtime::batching::token_budget_batches;
 
@@ -49,17 +50,23 @@ fn claims_test() -> Vec<String> {
 }
 
 fn forward(c: &mut Criterion) {
-    let model = encoder();
+    let mut model = encoder();
     let mut group = c.benchmark_group("forward");
-    for (batch, len) in [(1usize, 16usize), (1, 64), (32, 64)] {
-        let items = synthetic(batch, len);
-        let refs: Vec<&TokenizedText> = items.iter().collect();
-        group.throughput(Throughput::Elements(batch as u64));
-        group.bench_with_input(
-            BenchmarkId::from_parameter(format!("b{batch}xs{len}")),
-            &refs,
-            |b, refs| b.iter(|| model.features_with(refs, Pooling::Mean, true).unwrap()),
-        );
+    for precision in [Precision::Fp32, Precision::Int8] {
+        model.set_precision(precision).unwrap();
+        for (batch, len) in [(1usize, 16usize), (1, 64), (32, 64)] {
+            let items = synthetic(batch, len);
+            let refs: Vec<&TokenizedText> = items.iter().collect();
+            group.throughput(Throughput::Elements(batch as u64));
+            // fp32 keeps its old ids (`b1xs16`) so earlier baselines still compare.
+            let id = match precision {
+                Precision::Fp32 => format!("b{batch}xs{len}"),
+                Precision::Int8 => format!("int8-b{batch}xs{len}"),
+            };
+            group.bench_with_input(BenchmarkId::from_parameter(id), &refs, |b, refs| {
+                b.iter(|| model.features_with(refs, Pooling::Mean, true).unwrap())
+            });
+        }
     }
     group.finish();
 }
@@ -75,23 +82,30 @@ fn tokenization(c: &mut Criterion) {
 }
 
 fn offline_pass(c: &mut Criterion) {
-    let model = encoder();
+    let mut model = encoder();
     let texts = claims_test();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let mut group = c.benchmark_group("offline");
     group.sample_size(10);
     group.throughput(Throughput::Elements(refs.len() as u64));
-    group.bench_function("claims-test", |b| {
-        b.iter(|| {
-            let tokenized = model.encode(&refs).unwrap();
-            let lengths: Vec<usize> = tokenized.iter().map(TokenizedText::len).collect();
-            for batch in token_budget_batches(&lengths, 8192, 64) {
-                let items: Vec<&TokenizedText> =
-                    batch.indices.iter().map(|&i| &tokenized[i]).collect();
-                model.features_with(&items, Pooling::Mean, true).unwrap();
-            }
-        })
-    });
+    for precision in [Precision::Fp32, Precision::Int8] {
+        model.set_precision(precision).unwrap();
+        let id = match precision {
+            Precision::Fp32 => "claims-test",
+            Precision::Int8 => "int8-claims-test",
+        };
+        group.bench_function(id, |b| {
+            b.iter(|| {
+                let tokenized = model.encode(&refs).unwrap();
+                let lengths: Vec<usize> = tokenized.iter().map(TokenizedText::len).collect();
+                for batch in token_budget_batches(&lengths, 8192, 64) {
+                    let items: Vec<&TokenizedText> =
+                        batch.indices.iter().map(|&i| &tokenized[i]).collect();
+                    model.features_with(&items, Pooling::Mean, true).unwrap();
+                }
+            })
+        });
+    }
     group.finish();
 }
 

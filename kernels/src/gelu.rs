@@ -37,7 +37,7 @@ crate::multiversion! {
 }
 
 #[inline(always)]
-fn gelu_erf_body(xs: &mut [f32]) {
+pub(crate) fn gelu_erf_body(xs: &mut [f32]) {
     const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
     for x in xs.iter_mut() {
         let v = *x;
@@ -70,7 +70,7 @@ crate::multiversion! {
 }
 
 #[inline(always)]
-fn gelu_tanh_body(xs: &mut [f32]) {
+pub(crate) fn gelu_tanh_body(xs: &mut [f32]) {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     for x in xs.iter_mut() {
         let v = *x;

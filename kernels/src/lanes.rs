@@ -36,6 +36,25 @@ pub fn max(xs: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, f32::max)
 }
 
+/// Smallest value (`inf` for an empty slice).
+#[inline(always)]
+pub fn min(xs: &[f32]) -> f32 {
+    let mut acc = [f32::INFINITY; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(chunk) {
+            // As in `max`: a plain comparison vectorises, `f32::min` does not.
+            *a = if *x < *a { *x } else { *a };
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .chain(acc.iter())
+        .copied()
+        .fold(f32::INFINITY, f32::min)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +69,7 @@ mod tests {
                 max(&xs),
                 xs.iter().copied().fold(f32::NEG_INFINITY, f32::max)
             );
+            assert_eq!(min(&xs), xs.iter().copied().fold(f32::INFINITY, f32::min));
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod attention;
 pub mod encoder;
 pub mod exp;
 pub mod gelu;
+pub mod int8;
 pub mod lanes;
 pub mod layernorm;
 pub mod linear;

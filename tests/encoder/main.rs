@@ -3,6 +3,7 @@
 //! item gives alone. References come from `scripts/make_reference.py` (see
 //! `tests/fixtures/README.md`).
 
+mod int8;
 mod reference;
 
 use std::collections::HashMap;

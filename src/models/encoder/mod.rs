@@ -20,6 +20,7 @@ use tokenizers::{Tokenizer, TruncationParams};
 
 use self::config::{EncoderConfig, Family};
 use self::head::{Features, Head, Pooling, StDenseConfig, StModule, StPoolingConfig, IDENTITY};
+pub use self::transformer::Precision;
 use self::transformer::{Linear, PackedBatch, Transformer};
 use super::{Classifier, ModelInfo, TokenizedText};
 
@@ -49,6 +50,11 @@ Train a head on your labelled data first: taskbench train --head-only --model {}
     Compute(candle_core::Error),
     #[error("tokenizer: {0}")]
     Tokenize(String),
+    #[error("precision {precision} runs on the CPU only, and this model is on {device}; use the CPU or precision fp32")]
+    PrecisionNeedsCpu {
+        precision: Precision,
+        device: String,
+    },
 }
 
 impl From<candle_core::Error> for EncoderError {
@@ -191,6 +197,25 @@ impl Encoder {
             dir: dir.to_owned(),
             sentence_transformers: st.is_some(),
         })
+    }
+
+    /// Runs the matrix products of the backbone in `precision` from now on (see [`Precision`]):
+    /// `Int8` quantizes the weights once, here, and needs the CPU; `Fp32` (the default)
+    /// restores the f32 path exactly. The pooler and head stay f32 either way.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<(), EncoderError> {
+        if self.transformer.set_precision(precision)? {
+            Ok(())
+        } else {
+            Err(EncoderError::PrecisionNeedsCpu {
+                precision,
+                device: format!("{:?}", self.device),
+            })
+        }
+    }
+
+    /// The precision of the backbone's matrix products.
+    pub fn precision(&self) -> Precision {
+        self.transformer.precision()
     }
 
     /// Runs the device-generic candle ops even on CPU (the path CUDA and Metal take), so

@@ -8,7 +8,8 @@
 //!
 //! Two paths compute the same function: on CPU, the fused `taskbench-kernels` encoder over
 //! raw buffers reused between batches; elsewhere (CUDA, Metal), candle ops. Both are tested
-//! against HF transformers.
+//! against HF transformers. The CPU path can also run its matrix products in int8
+//! ([`Precision::Int8`]), an approximation tested against its own f32 results.
 
 use std::sync::Mutex;
 
@@ -18,6 +19,39 @@ use taskbench_kernels::encoder as cpu;
 
 use super::config::{Activation, EncoderConfig, Family};
 use super::ops::{self, Dropout};
+
+/// The arithmetic of the CPU encoder's matrix products.
+///
+/// `Int8` quantizes the four products of every block (QKV, attention output, feed-forward in
+/// and out): weights once, symmetric per output channel; activations per token as they
+/// arrive, asymmetric over [0, 255]; exact integer sums (AVX-512 VNNI where the CPU has it).
+/// Embeddings, LayerNorm, softmax, GELU, the pooler and the head stay f32. See
+/// `taskbench_kernels::int8` for the scheme.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 throughout (the default).
+    #[default]
+    Fp32,
+    /// int8 matrix products, CPU only.
+    Int8,
+}
+
+impl Precision {
+    /// `"fp32"` or `"int8"`, as the command line spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Token ids of several sequences laid end to end, with what the embeddings need.
 pub struct PackedBatch {
@@ -392,13 +426,50 @@ struct CpuEncoder {
     position: Vec<f32>,
     token_type: Vec<f32>,
     embed_norm: (Vec<f32>, Vec<f32>),
-    layers: Vec<cpu::LayerWeights>,
+    layers: CpuLayers,
     shape: cpu::Shape,
     workspace: Mutex<cpu::Workspace>,
 }
 
+/// The blocks' weights in the precision the products run in (only one copy is kept).
+enum CpuLayers {
+    Fp32(Vec<cpu::LayerWeights>),
+    Int8(Vec<cpu::Int8LayerWeights>),
+}
+
+impl CpuLayers {
+    fn new(layers: &[Layer], precision: Precision, shape: &cpu::Shape) -> Result<Self> {
+        let fp32 = layers.iter().map(Layer::cpu_weights);
+        Ok(match precision {
+            Precision::Fp32 => CpuLayers::Fp32(fp32.collect::<Result<_>>()?),
+            Precision::Int8 => CpuLayers::Int8(
+                fp32.map(|w| Ok(cpu::Int8LayerWeights::quantize(&w?, shape)))
+                    .collect::<Result<_>>()?,
+            ),
+        })
+    }
+
+    fn precision(&self) -> Precision {
+        match self {
+            CpuLayers::Fp32(_) => Precision::Fp32,
+            CpuLayers::Int8(_) => Precision::Int8,
+        }
+    }
+}
+
 impl CpuEncoder {
     fn new(embeddings: &Embeddings, layers: &[Layer], cfg: &EncoderConfig) -> Result<Self> {
+        let shape = cpu::Shape {
+            hidden: cfg.hidden_size,
+            heads: cfg.num_heads,
+            intermediate: cfg.intermediate_size,
+            eps: cfg.layer_norm_eps as f32,
+            activation: match cfg.activation {
+                Activation::GeluErf => cpu::Activation::GeluErf,
+                Activation::GeluTanh => cpu::Activation::GeluTanh,
+                Activation::Relu => cpu::Activation::Relu,
+            },
+        };
         Ok(Self {
             word: embeddings.word.flatten_all()?.to_vec1()?,
             position: embeddings.position.flatten_all()?.to_vec1()?,
@@ -407,21 +478,8 @@ impl CpuEncoder {
                 None => Vec::new(),
             },
             embed_norm: embeddings.norm.cpu_parts()?,
-            layers: layers
-                .iter()
-                .map(Layer::cpu_weights)
-                .collect::<Result<_>>()?,
-            shape: cpu::Shape {
-                hidden: cfg.hidden_size,
-                heads: cfg.num_heads,
-                intermediate: cfg.intermediate_size,
-                eps: cfg.layer_norm_eps as f32,
-                activation: match cfg.activation {
-                    Activation::GeluErf => cpu::Activation::GeluErf,
-                    Activation::GeluTanh => cpu::Activation::GeluTanh,
-                    Activation::Relu => cpu::Activation::Relu,
-                },
-            },
+            layers: CpuLayers::new(layers, Precision::Fp32, &shape)?,
+            shape,
             workspace: Mutex::new(cpu::Workspace::default()),
         })
     }
@@ -445,15 +503,31 @@ impl CpuEncoder {
         // scratch and fully rewritten, so they are safe to reuse.
         let mut workspace = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
         let threads = rayon::current_num_threads();
-        for layer in &self.layers {
-            cpu::layer_forward(
-                &mut xs,
-                &batch.seq_lens,
-                layer,
-                &self.shape,
-                &mut workspace,
-                threads,
-            );
+        match &self.layers {
+            CpuLayers::Fp32(layers) => {
+                for layer in layers {
+                    cpu::layer_forward(
+                        &mut xs,
+                        &batch.seq_lens,
+                        layer,
+                        &self.shape,
+                        &mut workspace,
+                        threads,
+                    );
+                }
+            }
+            CpuLayers::Int8(layers) => {
+                for layer in layers {
+                    cpu::layer_forward_int8(
+                        &mut xs,
+                        &batch.seq_lens,
+                        layer,
+                        &self.shape,
+                        &mut workspace,
+                        threads,
+                    );
+                }
+            }
         }
         Tensor::from_vec(xs, (tokens, h), device)
     }
@@ -496,9 +570,31 @@ impl Transformer {
         self.positions
     }
 
-    /// Drops the fused CPU path so that the candle ops run on CPU too (to test them).
+    /// Drops the fused CPU path so that the candle ops run on CPU too (to test them); they
+    /// are f32 whatever the precision was.
     pub fn use_candle_ops(&mut self) {
         self.cpu = None;
+    }
+
+    /// The precision of the matrix products: the CPU path's, f32 elsewhere.
+    pub fn precision(&self) -> Precision {
+        self.cpu
+            .as_ref()
+            .map_or(Precision::Fp32, |cpu| cpu.layers.precision())
+    }
+
+    /// Switches the fused CPU path's matrix products to `precision`, rebuilding its weights
+    /// from the model's f32 tensors (int8: quantized once, here). Returns false, changing
+    /// nothing, when there is no CPU path (the model is on another device) and `precision`
+    /// is not f32.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<bool> {
+        let Some(cpu) = &mut self.cpu else {
+            return Ok(precision == Precision::Fp32);
+        };
+        if cpu.layers.precision() != precision {
+            cpu.layers = CpuLayers::new(&self.layers, precision, &cpu.shape)?;
+        }
+        Ok(true)
     }
 
     /// Hidden states of every token, `(tokens, hidden)`.
