@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::cost::{Usd, Utilisation};
 use crate::data::LoadOptions;
 use crate::metrics::scoring::Scorer;
+use crate::models::encoder::Precision;
 use crate::report;
 use crate::run::bench::{BenchOptions, ScenarioChoice};
 use crate::run::eval::{eval, EvalOptions, UnknownLabels};
@@ -103,6 +104,10 @@ struct BenchArgs {
     /// Write bench.json here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Encoders: fp32, or int8 matrix products (per-channel weights, per-token activations,
+    /// VNNI on CPU).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
     /// Allow a load test against a provider's paid API.
     #[arg(long)]
     allow_paid: bool,
@@ -157,6 +162,10 @@ struct ServeArgs {
     /// A Jinja chat template replacing the generative model's own.
     #[arg(long)]
     chat_template: Option<PathBuf>,
+    /// Encoders: fp32, or int8 matrix products (per-channel weights, per-token activations,
+    /// VNNI on CPU).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -240,6 +249,10 @@ struct EvalArgs {
     generative: GenerativeArgs,
     #[command(flatten)]
     remote: RemoteArgs,
+    /// Encoders: fp32, or int8 matrix products (per-channel weights, per-token activations,
+    /// VNNI on CPU).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
     /// The machine's price in $ per hour: turns measured throughput into $ per 1,000 queries.
     #[arg(long)]
     hourly_cost: Option<Usd>,
@@ -531,6 +544,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<i32> {
             seed: args.runtime.seed,
             device: args.runtime.device,
             threads,
+            precision: args.precision,
             max_batch_tokens: args.runtime.max_batch_tokens as usize,
             max_batch_items: args.max_batch as usize,
             single_stream: false,
@@ -597,7 +611,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<i32> {
         )?;
         crate::serve::LocalModel::Generative(Box::new(lm))
     } else {
-        let loaded = crate::run::load_encoder(&args.model, &args.runtime.device)?;
+        let loaded = crate::run::load_encoder(&args.model, &args.runtime.device, args.precision)?;
         loaded.encoder.require_head()?;
         crate::serve::LocalModel::Classifier(Box::new(loaded.encoder))
     };
@@ -623,6 +637,7 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<i32> {
         seed: args.runtime.seed,
         device: args.runtime.device,
         threads,
+        precision: args.precision,
         max_batch_tokens: args.runtime.max_batch_tokens as usize,
         max_batch_items: args.max_batch_items as usize,
         single_stream: !args.no_single_stream,

@@ -75,6 +75,9 @@ pub struct ModelInfo {
     pub parameters: usize,
     pub weights_sha256: String,
     pub device: String,
+    /// The encoder's matrix-product precision (`fp32`, `int8`); absent for other models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
 }
 
 /// A model that gives a probability per label for each text of a batch.

@@ -417,6 +417,7 @@ pub(crate) mod tests {
 
     fn sample_model() -> ModelInfo {
         ModelInfo {
+            precision: None,
             name: s("models/minilm-sentiment"),
             path: s("/data/models/minilm-sentiment"),
             backend: s("candle"),

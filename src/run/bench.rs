@@ -189,7 +189,7 @@ struct EncoderSut {
 
 impl EncoderSut {
     fn open(opts: &BenchOptions) -> anyhow::Result<EncoderSut> {
-        let loaded = super::load_encoder(&opts.eval.model, &opts.eval.device)?;
+        let loaded = super::load_encoder(&opts.eval.model, &opts.eval.device, opts.eval.precision)?;
         loaded.encoder.require_head()?;
         let texts = query_texts(&opts.eval)?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

@@ -17,6 +17,7 @@ use crate::data::{
     self, match_labels, stratified_sample, unknown_labels_message, Dataset, LoadOptions,
 };
 use crate::metrics::{classification_metrics, latency_summary, throughput};
+use crate::models::encoder::Precision;
 use crate::models::{Classifier, TokenizedText};
 use crate::report::environment::{peak_rss_bytes, Environment};
 use crate::report::predictions::Prediction;
@@ -47,6 +48,8 @@ pub struct EvalOptions {
     pub seed: u64,
     pub device: DeviceSpec,
     pub threads: usize,
+    /// The encoder's matrix-product precision.
+    pub precision: Precision,
     pub max_batch_tokens: usize,
     pub max_batch_items: usize,
     pub single_stream: bool,
@@ -111,7 +114,7 @@ fn local_cost_report(
 
 fn eval_encoder(opts: &EvalOptions) -> anyhow::Result<EvalOutcome> {
     let dataset = data::load(&opts.data, &opts.load)?;
-    let loaded = super::load_encoder(&opts.model, &opts.device)?;
+    let loaded = super::load_encoder(&opts.model, &opts.device, opts.precision)?;
     loaded.encoder.require_head()?;
     let model: &dyn Classifier = &loaded.encoder;
     let labels = model.labels().to_vec();

@@ -30,7 +30,7 @@ use crate::data::{Dataset, LoadOptions};
 use crate::models::encoder::head::Pooling;
 use crate::models::encoder::save::{save, ModelToSave};
 use crate::models::encoder::trainable::Trainable;
-use crate::models::encoder::Encoder;
+use crate::models::encoder::{Encoder, Precision};
 use crate::models::TokenizedText;
 use crate::report::environment::Environment;
 use crate::runtime::DeviceSpec;
@@ -113,7 +113,7 @@ pub fn full(opts: &FinetuneOptions) -> anyhow::Result<TrainingRecord> {
     }
     install_interrupt_handler();
     let (train, labels, eval_data) = load_splits(&opts.data, opts.eval.as_deref(), &opts.load)?;
-    let mut loaded = super::load_encoder(&opts.model, &opts.device)?;
+    let mut loaded = super::load_encoder(&opts.model, &opts.device, Precision::Fp32)?;
     loaded
         .encoder
         .set_max_tokens(opts.hyper.max_len.min(loaded.encoder.max_tokens()))?;

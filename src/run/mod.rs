@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::models::encoder::Encoder;
+use crate::models::encoder::{Encoder, Precision};
 use crate::models::resolve::{parse_model_arg, resolve, ModelSource};
 use crate::runtime::DeviceSpec;
 
@@ -46,7 +46,11 @@ pub struct LoadedEncoder {
 }
 
 /// Resolves `--model` (a folder or `hf:ORG/NAME[@REV]`) and loads the encoder on `device`.
-pub fn load_encoder(model_arg: &str, device: &DeviceSpec) -> anyhow::Result<LoadedEncoder> {
+pub fn load_encoder(
+    model_arg: &str,
+    device: &DeviceSpec,
+    precision: Precision,
+) -> anyhow::Result<LoadedEncoder> {
     let start = Instant::now();
     let source = parse_model_arg(model_arg)?;
     let dir = match &source {
@@ -56,6 +60,7 @@ pub fn load_encoder(model_arg: &str, device: &DeviceSpec) -> anyhow::Result<Load
     let device = crate::models::device::open(device)?;
     let mut encoder = Encoder::load(&dir, model_arg, &device)?;
     encoder.set_weights_sha256(sha256_file(&dir.join("model.safetensors"))?);
+    encoder.set_precision(precision)?;
     Ok(LoadedEncoder {
         encoder,
         dir,

@@ -504,6 +504,7 @@ fn assemble(
         kind: "eval".into(),
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         model: ModelInfo {
+            precision: None,
             name: spec.to_string(),
             path: api.base_url.clone(),
             backend: api.provider.clone(),

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::data::{self, Dataset, LoadOptions};
 use crate::models::encoder::head::Pooling;
 use crate::models::encoder::save::{load_with_prefix, matrix, save, Backbone, Layout, ModelToSave};
-use crate::models::encoder::Encoder;
+use crate::models::encoder::{Encoder, Precision};
 use crate::models::TokenizedText;
 use crate::report::environment::Environment;
 use crate::runtime::batching::token_budget_batches;
@@ -120,7 +120,7 @@ pub fn head_only(opts: &TrainOptions) -> anyhow::Result<TrainingRecord> {
     let start = Instant::now();
     check_output(&opts.out, opts.overwrite)?;
     let (train, labels, eval_data) = load_splits(&opts.data, opts.eval.as_deref(), &opts.load)?;
-    let loaded = super::load_encoder(&opts.model, &opts.device)?;
+    let loaded = super::load_encoder(&opts.model, &opts.device, Precision::Fp32)?;
     let encoder = &loaded.encoder;
     let (pooling, normalize) = resolve_pooling(encoder, opts.pooling);
     let through_pooler = pooling == Pooling::Cls && encoder.pooler().is_some();

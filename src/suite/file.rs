@@ -210,6 +210,9 @@ pub struct ModelEntry {
     // Any model.
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Classifiers: `fp32` (default) or `int8` matrix products.
+    #[serde(default)]
+    pub precision: Option<crate::models::encoder::Precision>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -208,7 +208,6 @@ fn max_cost_stops_before_the_budget_and_dry_run_sends_nothing() {
 }
 
 #[path = "../remote/support/mod.rs"]
-#[allow(dead_code)]
 mod fault;
 
 /// Ctrl-C in the middle of a hosted-API run: the process stops, the answers that came back

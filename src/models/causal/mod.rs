@@ -104,6 +104,7 @@ impl CausalLm {
         let template = loaded.template;
         let model = loaded.model;
         let info = ModelInfo {
+            precision: None,
             name: path.display().to_string(),
             path: path.display().to_string(),
             backend: "causal-lm".into(),

@@ -172,6 +172,7 @@ impl Encoder {
         let max_tokens = max_tokens(dir, &config, st.as_ref().and_then(|s| s.max_seq_length))?;
         let tokenizer = load_tokenizer(&tokenizer_path, max_tokens)?;
         let info = ModelInfo {
+            precision: Some(Precision::Fp32.to_string()),
             name: name.to_string(),
             path: dir.display().to_string(),
             backend: "encoder".into(),
@@ -204,6 +205,7 @@ impl Encoder {
     /// restores the f32 path exactly. The pooler and head stay f32 either way.
     pub fn set_precision(&mut self, precision: Precision) -> Result<(), EncoderError> {
         if self.transformer.set_precision(precision)? {
+            self.info.precision = Some(precision.to_string());
             Ok(())
         } else {
             Err(EncoderError::PrecisionNeedsCpu {

@@ -27,7 +27,18 @@ use super::ops::{self, Dropout};
 /// arrive, asymmetric over [0, 255]; exact integer sums (AVX-512 VNNI where the CPU has it).
 /// Embeddings, LayerNorm, softmax, GELU, the pooler and the head stay f32. See
 /// `taskbench_kernels::int8` for the scheme.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// f32 throughout (the default).

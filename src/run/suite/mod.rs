@@ -289,6 +289,7 @@ fn eval_options(opts: &SuiteOptions, entry: &ModelEntry, model: String) -> EvalO
         seed: suite.defaults.seed,
         device: opts.device.clone(),
         threads: opts.threads,
+        precision: entry.precision.unwrap_or_default(),
         max_batch_tokens: 8192,
         max_batch_items: 64,
         single_stream: true,
