@@ -14,7 +14,11 @@ ensure_chromium() {
     command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
     [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || pkgs+=(fonts-dejavu-core)
     if [ "${#pkgs[@]}" -gt 0 ]; then
-        if [ "$(id -u)" -ne 0 ]; then
+        local sudo=""
+        if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo="sudo -n"
+        fi
+        if [ "$(id -u)" -ne 0 ] && [ -z "$sudo" ]; then
             echo "error: ${pkgs[*]} missing and not running as root, so cannot apt-get install them." >&2
             echo "       Install them (apt-get install --no-install-recommends ${pkgs[*]})" >&2
             echo "       or point TASKBENCH_CHROMIUM at a Chromium binary." >&2
@@ -24,8 +28,8 @@ ensure_chromium() {
         local log start=$SECONDS
         log=$(mktemp)
         # Lists are often absent in CI images, so always update before install.
-        if ! { apt-get update -qq &&
-               DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        if ! { $sudo apt-get update -qq &&
+               $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
                    -o Dpkg::Use-Pty=0 --no-install-recommends "${pkgs[@]}"; } >"$log" 2>&1; then
             echo "error: installing ${pkgs[*]} failed:" >&2
             tail -n 30 "$log" >&2
