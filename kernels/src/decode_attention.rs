@@ -63,7 +63,7 @@ pub fn attend_row(
     out: &mut [f32],
 ) {
     let (hd, group) = (shape.head_dim, shape.group());
-    assert!(shape.kv_heads > 0 && shape.heads % shape.kv_heads == 0);
+    assert!(shape.kv_heads > 0 && shape.heads.is_multiple_of(shape.kv_heads));
     assert!(q.len() == shape.heads * hd && out.len() == heads.len() * hd);
     assert!(len > 0 && len <= cache.stride);
     assert!(cache.keys_t.len() >= shape.kv_dim() * cache.stride);
@@ -102,7 +102,7 @@ struct Run<'a> {
 impl Run<'_> {
     fn compute(&self, n: usize, scores: &mut [f32], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if self.shape.head_dim % 16 == 0 && crate::has_avx512() {
+        if self.shape.head_dim.is_multiple_of(16) && crate::has_avx512() {
             // SAFETY: AVX-512 F is present; the slices were checked by `attend_row`.
             unsafe {
                 match n {

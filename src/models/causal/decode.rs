@@ -261,7 +261,7 @@ fn post_qkv(
         }
     }
     if rotate && !part.is_empty() {
-        debug_assert!(at % hd == 0 && part.len() % hd == 0);
+        debug_assert!(at.is_multiple_of(hd) && part.len().is_multiple_of(hd));
         rope.apply(part, part.len() / hd, hd, style);
     }
 }
