@@ -9,6 +9,7 @@
 //! one binary runs on any x86-64 and uses what the CPU has.
 
 pub mod attention;
+pub mod decode_attention;
 pub mod encoder;
 pub mod exp;
 pub mod gelu;
@@ -17,6 +18,7 @@ pub mod lanes;
 pub mod layernorm;
 pub mod linear;
 pub mod quant;
+pub mod team;
 
 /// Defines `fn $name($args) -> $ret` (with the given visibility) that calls `$body` (an `#[inline(always)]` function
 /// with the same arguments) compiled for AVX-512, AVX2 + FMA or the baseline, whichever the

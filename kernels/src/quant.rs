@@ -466,6 +466,49 @@ pub fn qmatmul_path(
     });
 }
 
+/// Rows `range` of `y = x · Wᵀ` for one activation row, on the calling thread (for callers
+/// that split the rows between their own threads, as a decode step does): `weights` holds
+/// all the matrix's rows of `acts.k()` weights, `y` gets `range.len()` values. Same values
+/// as [`qmatmul_quantized`] gives for those rows.
+pub fn qmatvec_rows(
+    kind: QuantKind,
+    weights: &[u8],
+    acts: &QuantizedActs,
+    range: std::ops::Range<usize>,
+    y: &mut [f32],
+) {
+    let k = acts.k;
+    let rb = kind.row_bytes(k);
+    assert_eq!(acts.m, 1, "one activation row");
+    assert_eq!(
+        acts.kind,
+        Some(kind),
+        "activations quantized for another weight kind"
+    );
+    assert!(range.end * rb <= weights.len(), "rows past the matrix");
+    assert_eq!(y.len(), range.len(), "y holds the rows asked for");
+    let n = range.len();
+    if n == 0 {
+        return;
+    }
+    let w = &weights[range.start * rb..range.end * rb];
+    let out = DisjointWrites(y.as_mut_ptr());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::has_avx512_vnni() {
+            // SAFETY: the VNNI features are present; `out` is `y`, `n` values, written here only.
+            unsafe { vnni::direct_rows::<1>(kind, w, 0, n, n, acts, out) };
+            return;
+        }
+        if Path::Avx2.available() {
+            // SAFETY: AVX2, FMA and F16C are present; `out` as above.
+            unsafe { avx2::rows(kind, w, 0, n, n, acts, out) };
+            return;
+        }
+    }
+    portable_rows(kind, w, 0, n, n, acts, out);
+}
+
 /// Activation rows up to which the direct (decode) kernel runs; above, the tiled one.
 const DIRECT_MAX_M: usize = 4;
 
@@ -728,7 +771,7 @@ mod vnni {
     /// # Safety
     /// Needs AVX-512 F/BW/VL/VNNI and F16C; `out` as for `portable_rows`; `acts.m == C`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
-    unsafe fn direct_rows<const C: usize>(
+    pub(super) unsafe fn direct_rows<const C: usize>(
         kind: QuantKind,
         weights: &[u8],
         r0: usize,
@@ -1332,6 +1375,35 @@ mod tests {
             check(kind, 70, 576, 130, 9);
             check(kind, 5, 64, 4, 10);
             check(kind, 9, 544, 5, 12);
+        }
+    }
+
+    #[test]
+    fn row_ranges_give_the_full_products_values() {
+        for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
+            for &(rows, k) in &[(1usize, 32usize), (7, 96), (70, 576), (33, 1536), (1000, 160)] {
+                let seed = (rows + k) as u64;
+                let w = test_weights(kind, rows, k, seed, 0.5);
+                let x = test_values(k, seed + 1, 2.0);
+                let acts = QuantizedActs::new(kind, &x, k);
+                let mut want = vec![f32::NAN; rows];
+                qmatmul_quantized(kind, &w, rows, &acts, &mut want);
+                let (ref_y, mag) = reference::qmatmul(kind, &w, rows, k, &x, 1);
+                for parts in [1usize, 2, 3] {
+                    let mut y = vec![f32::NAN; rows];
+                    let mut at = 0;
+                    for p in 0..parts {
+                        let end = rows * (p + 1) / parts;
+                        qmatvec_rows(kind, &w, &acts, at..end, &mut y[at..end]);
+                        at = end;
+                    }
+                    for (i, (&g, &e)) in y.iter().zip(&want).enumerate() {
+                        assert_eq!(g.to_bits(), e.to_bits(), "{kind:?} {rows}x{k} at {i}");
+                        let tol = 1e-5 * mag[i] + 1e-30;
+                        assert!((g - ref_y[i]).abs() <= tol, "{kind:?} {rows}x{k} at {i}");
+                    }
+                }
+            }
         }
     }
 

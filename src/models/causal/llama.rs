@@ -10,6 +10,8 @@
 
 use rayon::prelude::*;
 
+use taskbench_kernels::decode_attention::{attend_row, Cache, Shape};
+
 use super::config::{LmConfig, RopeStyle};
 use super::weights::Matrix;
 
@@ -38,13 +40,15 @@ pub struct Llama {
     pub output: Option<Matrix>,
 }
 
-/// Keys and values of every position seen so far, per layer, `[position][kv_dim]`.
-/// Allocated for a capacity up front; `truncate` rewinds it so that a shared prompt is
-/// computed once and reused (label scoring).
+/// Keys and values of every position seen so far, per layer: keys transposed,
+/// `[kv_dim][capacity]` (the attention kernel's layout: see `decode_attention`), values
+/// `[position][kv_dim]`. Allocated for a capacity up front; `truncate` rewinds it so that a
+/// shared prompt is computed once and reused (label scoring).
 pub struct KvCache {
-    keys: Vec<Vec<f32>>,
+    /// Per layer, `kv_dim × capacity` values, the first `len` positions of each row in use.
+    keys_t: Vec<Vec<f32>>,
+    /// Per layer, `capacity × kv_dim` values, the first `len` positions in use.
     values: Vec<Vec<f32>>,
-    kv_dim: usize,
     capacity: usize,
     len: usize,
 }
@@ -52,11 +56,10 @@ pub struct KvCache {
 impl KvCache {
     pub fn new(config: &LmConfig, capacity: usize) -> Self {
         let kv_dim = config.kv_dim();
-        let layer = || Vec::with_capacity(capacity * kv_dim);
+        let layer = || vec![0.0f32; capacity * kv_dim];
         KvCache {
-            keys: (0..config.layers).map(|_| layer()).collect(),
+            keys_t: (0..config.layers).map(|_| layer()).collect(),
             values: (0..config.layers).map(|_| layer()).collect(),
-            kv_dim,
             capacity,
             len: 0,
         }
@@ -77,9 +80,26 @@ impl KvCache {
     /// Forgets every position from `len` on.
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
-        for layer in self.keys.iter_mut().chain(self.values.iter_mut()) {
-            layer.truncate(self.len * self.kv_dim);
+    }
+
+    /// Every layer's whole key (transposed) and value buffers.
+    pub(super) fn layers_mut(&mut self) -> (&mut [Vec<f32>], &mut [Vec<f32>]) {
+        (&mut self.keys_t, &mut self.values)
+    }
+
+    /// Layer `layer`'s cache as the attention kernel reads it.
+    fn layer(&self, layer: usize) -> Cache<'_> {
+        Cache {
+            keys_t: &self.keys_t[layer],
+            stride: self.capacity,
+            values: &self.values[layer],
         }
+    }
+
+    /// Counts `n` more positions as written.
+    pub(super) fn advance(&mut self, n: usize) {
+        assert!(self.len + n <= self.capacity);
+        self.len += n;
     }
 }
 
@@ -120,6 +140,9 @@ impl Llama {
             m,
             cache.len
         );
+        if m == 1 && super::decode::supported(self) {
+            return super::decode::step(self, tokens[0], cache);
+        }
         let start = cache.len;
         let mut x = Vec::with_capacity(m * c.hidden);
         for &t in tokens {
@@ -171,22 +194,21 @@ impl Llama {
         // llama.cpp keeps keys and values in f16; rounding them the same way keeps greedy
         // outputs of GGUF models closest to its (measured in tests/generative). HF checkpoints
         // keep f32, as transformers does (rounding would cost ~1e-3 in their logits).
-        if c.kv_f16 {
-            cache.keys[index].extend(s.k.iter().map(|&v| round_f16(v)));
-            cache.values[index].extend(s.v.iter().map(|&v| round_f16(v)));
-        } else {
-            cache.keys[index].extend_from_slice(&s.k);
-            cache.values[index].extend_from_slice(&s.v);
+        let (kv_dim, cap) = (c.kv_dim(), cache.capacity);
+        let round = |v: f32| if c.kv_f16 { round_f16(v) } else { v };
+        let (keys_t, values) = (&mut cache.keys_t[index], &mut cache.values[index]);
+        for (i, row) in s.k.chunks_exact(kv_dim).enumerate() {
+            for (e, &v) in row.iter().enumerate() {
+                keys_t[e * cap + start + i] = round(v);
+            }
         }
-        causal_attention(
-            c,
-            &s.q,
-            &cache.keys[index],
-            &cache.values[index],
-            start,
-            m,
-            &mut s.attn,
-        );
+        for (dst, &v) in values[start * kv_dim..(start + m) * kv_dim]
+            .iter_mut()
+            .zip(&s.v)
+        {
+            *dst = round(v);
+        }
+        causal_attention(c, &s.q, cache.layer(index), start, m, &mut s.attn);
         layer.wo.matmul(&s.attn, m, &mut s.out);
         add_rows(x, &s.out);
     }
@@ -232,7 +254,7 @@ impl Scratch {
     }
 }
 
-fn silu(x: f32) -> f32 {
+pub(super) fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
@@ -263,14 +285,14 @@ pub fn rms_norm_rows(x: &mut [f32], weight: &[f32], eps: f32) {
 }
 
 /// cos / sin of every (position, frequency) of one forward pass.
-struct RopeAngles {
+pub(super) struct RopeAngles {
     half: usize,
     cos: Vec<f32>,
     sin: Vec<f32>,
 }
 
 impl RopeAngles {
-    fn new(c: &LmConfig, start: usize, m: usize) -> Self {
+    pub(super) fn new(c: &LmConfig, start: usize, m: usize) -> Self {
         let half = c.head_dim / 2;
         let mut cos = Vec::with_capacity(m * half);
         let mut sin = Vec::with_capacity(m * half);
@@ -286,7 +308,7 @@ impl RopeAngles {
     }
 
     /// Rotates each head of each row (`heads x head_dim` per row) by its position's angles.
-    fn apply(&self, x: &mut [f32], heads: usize, head_dim: usize, style: RopeStyle) {
+    pub(super) fn apply(&self, x: &mut [f32], heads: usize, head_dim: usize, style: RopeStyle) {
         let half = self.half;
         for (row, p) in x.chunks_exact_mut(heads * head_dim).zip(0..) {
             let cos = &self.cos[p * half..(p + 1) * half];
@@ -307,53 +329,39 @@ impl RopeAngles {
 }
 
 /// Softmax attention of `m` new queries (at positions `start..start + m`) over the cached
-/// keys and values up to each query's own position. Heads share key/value heads in groups.
+/// keys and values up to each query's own position (`taskbench_kernels::decode_attention`,
+/// one query row at a time; the decode step calls the same kernel).
 fn causal_attention(
     c: &LmConfig,
     q: &[f32],
-    keys: &[f32],
-    values: &[f32],
+    cache: Cache,
     start: usize,
     m: usize,
     out: &mut [f32],
 ) {
-    let (hd, q_dim, kv_dim) = (c.head_dim, c.q_dim(), c.kv_dim());
-    let group = c.heads / c.kv_heads;
-    let scale = 1.0 / (hd as f32).sqrt();
-    // One task per (query row, head); each writes its own head_dim slice of out.
-    out.par_chunks_mut(hd)
+    let shape = attention_shape(c);
+    let q_dim = c.q_dim();
+    out.par_chunks_mut(q_dim)
+        .zip(q.par_chunks(q_dim))
         .enumerate()
-        .with_min_len(8)
-        .for_each(|(task, o)| {
-            let (i, h) = (task / c.heads, task % c.heads);
-            let kvh = h / group;
-            let query = &q[i * q_dim + h * hd..][..hd];
-            let visible = start + i + 1;
-            let mut scores: Vec<f32> = (0..visible)
-                .map(|j| dot(query, &keys[j * kv_dim + kvh * hd..][..hd]) * scale)
-                .collect();
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut total = 0.0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                total += *s;
-            }
-            o.fill(0.0);
-            for (j, s) in scores.iter().enumerate() {
-                let w = s / total;
-                for (acc, v) in o.iter_mut().zip(&values[j * kv_dim + kvh * hd..][..hd]) {
-                    *acc += w * v;
-                }
-            }
+        .with_min_len(4)
+        .for_each_init(Vec::new, |scores, (i, (o, q))| {
+            attend_row(&shape, q, cache, start + i + 1, 0..c.heads, scores, o);
         });
     debug_assert_eq!(out.len(), m * q_dim);
 }
 
-fn round_f16(v: f32) -> f32 {
-    use taskbench_kernels::quant::{f16_to_f32, f32_to_f16};
-    f16_to_f32(f32_to_f16(v))
+/// The attention kernel's view of a layer.
+pub(super) fn attention_shape(c: &LmConfig) -> Shape {
+    Shape {
+        heads: c.heads,
+        kv_heads: c.kv_heads,
+        head_dim: c.head_dim,
+        scale: 1.0 / (c.head_dim as f32).sqrt(),
+    }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+pub(super) fn round_f16(v: f32) -> f32 {
+    use taskbench_kernels::quant::{f16_to_f32, f32_to_f16};
+    f16_to_f32(f32_to_f16(v))
 }

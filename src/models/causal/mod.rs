@@ -4,6 +4,7 @@
 //! once for every label.
 
 pub mod config;
+mod decode;
 pub mod llama;
 pub mod load;
 pub mod template;

@@ -85,6 +85,14 @@ impl Matrix {
         }
     }
 
+    /// The block kind and GGUF bytes of a quantized matrix (`None` for f32 weights).
+    pub fn quantized(&self) -> Option<(QuantKind, &[u8])> {
+        match &self.storage {
+            Storage::Quant { kind, bytes } => Some((*kind, bytes)),
+            Storage::F32 { .. } => None,
+        }
+    }
+
     /// `y (m x rows) = x (m x cols) · selfᵀ`.
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
         assert!(x.len() == m * self.cols && y.len() == m * self.rows);
