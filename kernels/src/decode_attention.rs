@@ -299,7 +299,9 @@ pub fn attend_row_reference(
         let s: Vec<f64> = (0..len)
             .map(|j| {
                 let k = &keys[j * kv_dim + off..][..hd];
-                (0..hd).map(|d| q[h * hd + d] as f64 * k[d] as f64).sum::<f64>()
+                (0..hd)
+                    .map(|d| q[h * hd + d] as f64 * k[d] as f64)
+                    .sum::<f64>()
                     * shape.scale as f64
             })
             .collect();
@@ -350,7 +352,11 @@ mod tests {
         attend_row(&shape, &q, cache, len, split..heads, &mut scores, b);
         for (i, ((&o, &p), &w)) in out.iter().zip(&plain).zip(&want).enumerate() {
             let at = format!("heads {heads}/{kv_heads} d {hd} len {len} at {i}");
-            assert_eq!(o.to_bits(), p.to_bits(), "{at}: {o} vs the plain loop's {p}");
+            assert_eq!(
+                o.to_bits(),
+                p.to_bits(),
+                "{at}: {o} vs the plain loop's {p}"
+            );
             assert!((o - w).abs() <= 2e-5, "{at}: {o} vs {w}");
         }
     }

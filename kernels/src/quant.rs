@@ -1381,7 +1381,13 @@ mod tests {
     #[test]
     fn row_ranges_give_the_full_products_values() {
         for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
-            for &(rows, k) in &[(1usize, 32usize), (7, 96), (70, 576), (33, 1536), (1000, 160)] {
+            for &(rows, k) in &[
+                (1usize, 32usize),
+                (7, 96),
+                (70, 576),
+                (33, 1536),
+                (1000, 160),
+            ] {
                 let seed = (rows + k) as u64;
                 let w = test_weights(kind, rows, k, seed, 0.5);
                 let x = test_values(k, seed + 1, 2.0);

@@ -24,9 +24,7 @@ use taskbench_kernels::decode_attention::{attend_row, Cache};
 use taskbench_kernels::quant::{QuantKind, QuantizedActs};
 use taskbench_kernels::team::{self, Ctx};
 
-use super::llama::{
-    attention_shape, rms_norm_rows, round_f16, silu, KvCache, Llama, RopeAngles,
-};
+use super::llama::{attention_shape, rms_norm_rows, round_f16, silu, KvCache, Llama, RopeAngles};
 use super::weights::Matrix;
 
 /// A buffer every thread of the region reads, each writing only its own parts between
@@ -157,10 +155,26 @@ pub(super) fn step(model: &Llama, token: u32, cache: &mut KvCache) -> Vec<f32> {
             // SAFETY: this thread alone touches rows `qr` of q until the barrier below.
             let qpart = unsafe { q.part(qr.clone()) };
             rows(&layer.wq, &mut input, &normed, qr.clone(), qpart);
-            post_qkv(layer.bq.as_deref(), qpart, qr.start, &rope, hd, c.rope_style, true);
+            post_qkv(
+                layer.bq.as_deref(),
+                qpart,
+                qr.start,
+                &rope,
+                hd,
+                c.rope_style,
+                true,
+            );
             let kpart = &mut kbuf[..kr.len()];
             rows(&layer.wk, &mut input, &normed, kr.clone(), kpart);
-            post_qkv(layer.bk.as_deref(), kpart, kr.start, &rope, hd, c.rope_style, true);
+            post_qkv(
+                layer.bk.as_deref(),
+                kpart,
+                kr.start,
+                &rope,
+                hd,
+                c.rope_style,
+                true,
+            );
             // SAFETY: position `pos` of this layer's cache, elements `kr` / `vr`, are written
             // by this thread alone and read only after the barrier below.
             for (e, &v) in kr.clone().zip(kpart.iter()) {
@@ -168,7 +182,15 @@ pub(super) fn step(model: &Llama, token: u32, cache: &mut KvCache) -> Vec<f32> {
             }
             let vpart = unsafe { values[l].part(pos * kv_dim + vr.start..pos * kv_dim + vr.end) };
             rows(&layer.wv, &mut input, &normed, vr.clone(), vpart);
-            post_qkv(layer.bv.as_deref(), vpart, vr.start, &rope, hd, c.rope_style, false);
+            post_qkv(
+                layer.bv.as_deref(),
+                vpart,
+                vr.start,
+                &rope,
+                hd,
+                c.rope_style,
+                false,
+            );
             for v in vpart.iter_mut() {
                 *v = round(*v);
             }
@@ -224,7 +246,15 @@ pub(super) fn step(model: &Llama, token: u32, cache: &mut KvCache) -> Vec<f32> {
             let r = ctx.split(hidden, 16);
             // SAFETY: gate is complete (barrier above) and written again only in the next
             // layer's phase 4; rows `r` of out are this thread's until the barrier below.
-            unsafe { rows(&layer.w_down, &mut input, gate.all(), r.clone(), out.part(r)) };
+            unsafe {
+                rows(
+                    &layer.w_down,
+                    &mut input,
+                    gate.all(),
+                    r.clone(),
+                    out.part(r),
+                )
+            };
             ctx.barrier();
             // SAFETY: out is complete; the next write (next layer's phase 3) follows two
             // barriers that every thread reaches after this read.
