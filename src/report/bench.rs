@@ -39,10 +39,14 @@ pub struct BenchResults {
 pub struct ComputeReport {
     /// Matrix-multiply FLOPs of one average query (2 per multiply-add).
     pub flops_per_query: f64,
+    /// Giga-operations per second achieved (FLOP for fp32, integer multiply-add ops x 2 for
+    /// int8).
     pub achieved_gflops: f64,
     /// Measured at start-up by an FMA / VNNI loop on the same threads.
     pub peak: Peak,
-    pub percent_of_f32_peak: f64,
+    /// The roof compared with: `f32 FMA` or `int8 VNNI`, as the model's precision.
+    pub roof: String,
+    pub percent_of_peak: f64,
 }
 
 /// Writes `DIR/bench.json` atomically; returns its path.
@@ -71,8 +75,8 @@ pub fn render_bench(b: &BenchResults) -> String {
     if let Some(c) = &b.compute {
         let _ = writeln!(
             out,
-            "Compute      {:.1} GFLOP/s achieved = {:.1}% of this machine's measured f32 peak ({:.0} GFLOP/s, {}, {} threads)",
-            c.achieved_gflops, c.percent_of_f32_peak, c.peak.f32_fma_gflops, c.peak.isa, c.peak.threads
+            "Compute      {:.1} G op/s achieved = {:.1}% of this machine's measured {} peak ({} threads)",
+            c.achieved_gflops, c.percent_of_peak, c.roof, c.peak.threads
         );
     }
     out

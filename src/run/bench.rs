@@ -227,10 +227,16 @@ impl EncoderSut {
             .sum();
         let per_query = flops / self.tokens.len().max(1) as f64;
         let achieved = per_query * r.completed as f64 / r.duration_s.max(1e-9) / 1e9;
+        let int8 = self.encoder.precision() == crate::models::encoder::Precision::Int8;
+        let (roof, percent) = match peak.int8_percent(achieved).filter(|_| int8) {
+            Some(p) => ("int8 VNNI", p),
+            None => ("f32 FMA", peak.f32_percent(achieved)),
+        };
         ComputeReport {
             flops_per_query: per_query,
             achieved_gflops: achieved,
-            percent_of_f32_peak: peak.f32_percent(achieved),
+            roof: roof.into(),
+            percent_of_peak: percent,
             peak: peak.clone(),
         }
     }

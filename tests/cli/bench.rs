@@ -54,6 +54,7 @@ fn single_stream_on_a_classifier_runs_enough_queries_for_p90_and_reports_the_roo
         "{b:#}"
     );
     assert!(b["compute"]["peak"]["f32_fma_gflops"].as_f64().unwrap() > 0.0);
+    assert_eq!(b["compute"]["roof"], "f32 FMA");
     assert_eq!(r["settings"]["percentile"], 0.9);
 }
 
