@@ -54,8 +54,7 @@ pub fn write_bench(dir: &Path, results: &BenchResults) -> anyhow::Result<PathBuf
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("{}: cannot create the output folder: {e}", dir.display()))?;
     let path = dir.join(BENCH_FILE);
-    let text = serde_json::to_string_pretty(results)? + "\n";
-    super::write_atomic(&path, |w| std::io::Write::write_all(w, text.as_bytes()))?;
+    super::write_json(&path, results)?;
     Ok(path)
 }
 

@@ -111,6 +111,14 @@ pub enum ReportError {
     },
 }
 
+/// Writes `value` as pretty JSON and a final newline to `path`, atomically ([`write_atomic`]).
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), ReportError> {
+    write_atomic(path, |w| {
+        serde_json::to_writer_pretty(&mut *w, value)?;
+        w.write_all(b"\n")
+    })
+}
+
 /// Writes `path` so that it either keeps its old contents or holds all of the new ones.
 ///
 /// `fill` writes into a fresh temporary file in the same folder (a rename is only atomic

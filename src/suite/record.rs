@@ -109,10 +109,7 @@ pub fn write(dir: &Path, suite: &str, models: &[ModelRun]) -> anyhow::Result<Run
         updated_at: crate::report::results::created_at_now(),
         models: models.to_vec(),
     };
-    let text = serde_json::to_string_pretty(&record)? + "\n";
-    crate::report::write_atomic(&dir.join(RUN_FILE), |w| {
-        std::io::Write::write_all(w, text.as_bytes())
-    })?;
+    crate::report::write_json(&dir.join(RUN_FILE), &record)?;
     Ok(record)
 }
 

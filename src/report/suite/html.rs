@@ -7,7 +7,7 @@ use std::fmt::Write;
 use super::analysis::pct;
 use super::load::RunData;
 use super::summary::{ModelSummary, Summary};
-use super::verdict::{fmt_ms, fmt_seconds, fmt_usd, kind_words};
+use super::verdict::{fmt_ms, fmt_usd, kind_words, training_text};
 use crate::report::charts::{self, CascadeChart, LatencySeries, ScatterChart, ScatterPoint};
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0 auto;max-width:1100px;padding:24px;color:#1f2328;line-height:1.45}
@@ -111,13 +111,9 @@ fn latency_cell(m: &ModelSummary) -> String {
 }
 
 fn training_cell(m: &ModelSummary) -> String {
-    m.training.as_ref().map_or("&ndash;".into(), |t| {
-        let usd = t
-            .usd
-            .map(|u| format!(" ({})", fmt_usd(u)))
-            .unwrap_or_default();
-        format!("{} {}{}", esc(&t.recipe), fmt_seconds(t.seconds), usd)
-    })
+    m.training
+        .as_ref()
+        .map_or("&ndash;".into(), |t| esc(&training_text(t)))
 }
 
 fn yes_no(x: Option<bool>) -> &'static str {

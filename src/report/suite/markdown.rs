@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::analysis::pct;
 use super::summary::{ModelSummary, Summary};
-use super::verdict::{fmt_ms, fmt_seconds, fmt_usd, kind_words};
+use super::verdict::{fmt_ms, fmt_usd, kind_words, training_text};
 
 /// The whole Markdown report.
 pub fn render_markdown(s: &Summary) -> String {
@@ -138,13 +138,7 @@ fn latency_cell(m: &ModelSummary) -> String {
 }
 
 fn training_cell(m: &ModelSummary) -> String {
-    match &m.training {
-        Some(t) => match t.usd {
-            Some(usd) => format!("{} {} ({})", t.recipe, fmt_seconds(t.seconds), fmt_usd(usd)),
-            None => format!("{} {}", t.recipe, fmt_seconds(t.seconds)),
-        },
-        None => "-".into(),
-    }
+    m.training.as_ref().map_or("-".into(), training_text)
 }
 
 fn goals_cell(m: &ModelSummary) -> String {

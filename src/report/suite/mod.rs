@@ -35,8 +35,7 @@ pub fn write_reports(run_dir: &Path) -> anyhow::Result<Written> {
     let json = run_dir.join(SUMMARY_FILE);
     let markdown = run_dir.join(MARKDOWN_FILE);
     let html = run_dir.join(HTML_FILE);
-    let summary_text = serde_json::to_string_pretty(&summary)? + "\n";
-    write_text(&json, &summary_text)?;
+    super::write_json(&json, &summary)?;
     write_text(&markdown, &markdown::render_markdown(&summary))?;
     write_text(&html, &html::render_html(&summary, &run))?;
     Ok(Written {

@@ -1,7 +1,7 @@
 //! The verdict in plain words, and the number formats every suite report shares.
 
 use super::analysis::{find, pct};
-use super::summary::{ModelSummary, Summary};
+use super::summary::{ModelSummary, Summary, TrainingCost};
 use crate::cost::cascade::CascadeCurve;
 use crate::suite::ModelKind;
 
@@ -191,6 +191,14 @@ fn missed_goals(s: &Summary) -> Vec<String> {
         }
     }
     out
+}
+
+/// A training run in a table cell: `full 3.2 min ($0.0048)`.
+pub fn training_text(t: &TrainingCost) -> String {
+    match t.usd {
+        Some(usd) => format!("{} {} ({})", t.recipe, fmt_seconds(t.seconds), fmt_usd(usd)),
+        None => format!("{} {}", t.recipe, fmt_seconds(t.seconds)),
+    }
 }
 
 /// One sentence on the cascade's best threshold.

@@ -120,8 +120,7 @@ impl Fingerprint {
             inputs: self.parts.clone(),
         };
         let path = dir.join(INPUTS_FILE);
-        let text = serde_json::to_string_pretty(&inputs)? + "\n";
-        crate::report::write_atomic(&path, |w| std::io::Write::write_all(w, text.as_bytes()))
+        crate::report::write_json(&path, &inputs)
             .with_context(|| format!("{}: cannot write", path.display()))
     }
 }
