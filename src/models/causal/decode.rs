@@ -22,46 +22,10 @@ use std::ops::Range;
 
 use taskbench_kernels::decode_attention::{attend_row, Cache};
 use taskbench_kernels::quant::{QuantKind, QuantizedActs};
-use taskbench_kernels::team::{self, Ctx};
+use taskbench_kernels::team::{self, Ctx, SharedMut};
 
 use super::llama::{attention_shape, rms_norm_rows, round_f16, silu, KvCache, Llama, RopeAngles};
 use super::weights::Matrix;
-
-/// A buffer every thread of the region reads, each writing only its own parts between
-/// barriers.
-#[derive(Clone, Copy)]
-struct Shared {
-    ptr: *mut f32,
-    len: usize,
-}
-
-// SAFETY: the region's code below writes disjoint parts between barriers and reads only after
-// a barrier that follows every write it reads (each use says which).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    fn new(v: &mut [f32]) -> Self {
-        Shared {
-            ptr: v.as_mut_ptr(),
-            len: v.len(),
-        }
-    }
-
-    /// # Safety
-    /// No other thread reads or writes `range` until the next barrier.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn part(&self, range: Range<usize>) -> &mut [f32] {
-        assert!(range.start <= range.end && range.end <= self.len);
-        std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len())
-    }
-
-    /// # Safety
-    /// No thread writes any of it until the next barrier.
-    unsafe fn all(&self) -> &[f32] {
-        std::slice::from_raw_parts(self.ptr, self.len)
-    }
-}
 
 /// A thread's input to the products of one phase, quantized once per weight kind.
 #[derive(Default)]
@@ -124,16 +88,16 @@ pub(super) fn step(model: &Llama, token: u32, cache: &mut KvCache) -> Vec<f32> {
     let mut up = vec![0.0f32; c.intermediate];
     let mut logits = vec![0.0f32; head.rows];
     let (q, attn, out, gate, up, logits_s) = (
-        Shared::new(&mut q),
-        Shared::new(&mut attn),
-        Shared::new(&mut out),
-        Shared::new(&mut gate),
-        Shared::new(&mut up),
-        Shared::new(&mut logits),
+        SharedMut::new(&mut q),
+        SharedMut::new(&mut attn),
+        SharedMut::new(&mut out),
+        SharedMut::new(&mut gate),
+        SharedMut::new(&mut up),
+        SharedMut::new(&mut logits),
     );
     let (keys, values) = cache.layers_mut();
-    let keys: Vec<Shared> = keys.iter_mut().map(|k| Shared::new(k)).collect();
-    let values: Vec<Shared> = values.iter_mut().map(|v| Shared::new(v)).collect();
+    let keys: Vec<SharedMut> = keys.iter_mut().map(|k| SharedMut::new(k)).collect();
+    let values: Vec<SharedMut> = values.iter_mut().map(|v| SharedMut::new(v)).collect();
     let threads = rayon::current_num_threads();
     team::run(threads, &|ctx: &Ctx| {
         let mut x = x0.clone();
