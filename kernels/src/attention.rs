@@ -54,6 +54,42 @@ pub fn packed_attention(
     }
 }
 
+/// The (sequence, head) pairs `pairs` of [`packed_attention`] (pair `p` is sequence
+/// `p / heads`, head `p % heads`), run one after another on this thread.
+///
+/// # Safety
+/// `out` points to the `tokens x heads*d` output, of which no other thread writes the rows
+/// and head columns of these pairs meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn attend_pairs(
+    qkv: &[f32],
+    seq_lens: &[usize],
+    heads: usize,
+    d: usize,
+    scale: f32,
+    pairs: std::ops::Range<usize>,
+    out: *mut f32,
+) {
+    let mut start = 0;
+    for (s, &len) in seq_lens.iter().enumerate() {
+        for h in 0..heads {
+            if pairs.contains(&(s * heads + h)) {
+                let task = Task {
+                    qkv,
+                    start,
+                    len,
+                    h,
+                    d,
+                    hidden: heads * d,
+                    scale,
+                };
+                task.run(out);
+            }
+        }
+        start += len;
+    }
+}
+
 /// One head of one sequence.
 struct Task<'a> {
     qkv: &'a [f32],

@@ -132,6 +132,11 @@ impl Int8Linear {
         }
     }
 
+    /// Output panels of [`PANEL`] columns (the last padded with zeros).
+    pub fn panels(&self) -> usize {
+        self.panels
+    }
+
     /// Inputs per row.
     pub fn k(&self) -> usize {
         self.k
@@ -504,6 +509,35 @@ pub fn linear_path(
             run(0..rows, t * w.panels / tasks..(t + 1) * w.panels / tasks);
         });
     }
+}
+
+/// Output panels `panels` (columns `PANEL * panels`, cut at `n`) of [`linear`], all rows,
+/// on this thread.
+///
+/// # Safety
+/// `out` points to the `x.rows × w.n` output, of which no other thread touches these
+/// panels' columns meanwhile.
+pub(crate) unsafe fn linear_panels(
+    x: &QuantizedRows,
+    w: &Int8Linear,
+    act: Option<Activation>,
+    panels: Range<usize>,
+    out: *mut f32,
+) {
+    assert_eq!(x.k, w.k, "x has {} values per row, w takes {}", x.k, w.k);
+    assert!(panels.end <= w.panels);
+    if x.rows == 0 || panels.is_empty() {
+        return;
+    }
+    run_block(
+        Path::Auto.resolve(),
+        x,
+        w,
+        act,
+        0..x.rows,
+        panels,
+        DisjointWrites(out),
+    );
 }
 
 /// # Safety

@@ -31,6 +31,44 @@ pub fn linear_bias(
     accumulate(x, rows, w, k, n, threads, out);
 }
 
+/// Columns `cols` of [`linear_bias`]'s output, on this thread: `out[:, cols] = x · w[:, cols]
+/// + bias[cols]`.
+///
+/// # Safety
+/// `out` points to the `rows x n` output, of which no other thread touches columns `cols`
+/// meanwhile; `x`, `w` and `bias` are `rows x k`, `k x n` and `n` (checked).
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn linear_bias_cols(
+    x: &[f32],
+    rows: usize,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    bias: &[f32],
+    cols: std::ops::Range<usize>,
+    out: *mut f32,
+) {
+    assert!(x.len() == rows * k && w.len() == k * n && bias.len() == n && cols.end <= n);
+    if rows == 0 || cols.is_empty() {
+        return;
+    }
+    for r in 0..rows {
+        let row = std::slice::from_raw_parts_mut(out.add(r * n + cols.start), cols.len());
+        row.copy_from_slice(&bias[cols.clone()]);
+    }
+    gemm_cols(
+        x,
+        rows,
+        w,
+        k,
+        n,
+        cols.start,
+        cols.len(),
+        out,
+        Parallelism::None,
+    );
+}
+
 /// `out += x · w`. Small products run on one thread; products with too few rows for gemm's
 /// own split (which divides rows) have their output columns split between two threads;
 /// large ones use gemm's rayon split.

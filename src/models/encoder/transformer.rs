@@ -514,32 +514,18 @@ impl CpuEncoder {
         // scratch and fully rewritten, so they are safe to reuse.
         let mut workspace = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
         let threads = rayon::current_num_threads();
-        match &self.layers {
-            CpuLayers::Fp32(layers) => {
-                for layer in layers {
-                    cpu::layer_forward(
-                        &mut xs,
-                        &batch.seq_lens,
-                        layer,
-                        &self.shape,
-                        &mut workspace,
-                        threads,
-                    );
-                }
-            }
-            CpuLayers::Int8(layers) => {
-                for layer in layers {
-                    cpu::layer_forward_int8(
-                        &mut xs,
-                        &batch.seq_lens,
-                        layer,
-                        &self.shape,
-                        &mut workspace,
-                        threads,
-                    );
-                }
-            }
-        }
+        let blocks = match &self.layers {
+            CpuLayers::Fp32(layers) => cpu::Blocks::Fp32(layers),
+            CpuLayers::Int8(layers) => cpu::Blocks::Int8(layers),
+        };
+        cpu::forward(
+            &mut xs,
+            &batch.seq_lens,
+            blocks,
+            &self.shape,
+            &mut workspace,
+            threads,
+        );
         Tensor::from_vec(xs, (tokens, h), device)
     }
 }
