@@ -17,6 +17,7 @@ pub mod int8;
 pub mod lanes;
 pub mod layernorm;
 pub mod linear;
+pub mod packed;
 pub mod quant;
 pub mod team;
 

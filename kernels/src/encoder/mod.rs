@@ -10,6 +10,7 @@
 //! LayerNorm, softmax, GELU and the residuals stay f32 in both.
 
 use crate::int8::{self, Int8Linear, QuantizedRows};
+use crate::packed::{self, PackedLinear};
 use crate::{attention, gelu, layernorm, linear};
 
 mod region;
@@ -61,6 +62,34 @@ pub struct LayerWeights {
     pub ffn_out_w: Vec<f32>,
     pub ffn_out_b: Vec<f32>,
     pub ffn_norm: (Vec<f32>, Vec<f32>),
+    /// The four matrices packed for batches of few tokens, when [`LayerWeights::pack`] has
+    /// run and the CPU has the packed kernel; `None` leaves those batches to gemm.
+    pub packed: Option<Box<PackedProducts>>,
+}
+
+/// A block's four matrices packed for [`crate::packed`] (a second copy of the weights: the
+/// large-batch path keeps gemm on the unpacked ones).
+pub struct PackedProducts {
+    pub qkv: PackedLinear,
+    pub out: PackedLinear,
+    pub ffn_in: PackedLinear,
+    pub ffn_out: PackedLinear,
+}
+
+impl LayerWeights {
+    /// Packs the matrices for single-stream batches if this CPU has the packed kernel.
+    pub fn pack(&mut self, shape: &Shape) {
+        if !packed::available() {
+            return;
+        }
+        let (h, i) = (shape.hidden, shape.intermediate);
+        self.packed = Some(Box::new(PackedProducts {
+            qkv: PackedLinear::pack(&self.qkv_w, h, 3 * h, &self.qkv_b),
+            out: PackedLinear::pack(&self.out_w, h, h, &self.out_b),
+            ffn_in: PackedLinear::pack(&self.ffn_in_w, h, i, &self.ffn_in_b),
+            ffn_out: PackedLinear::pack(&self.ffn_out_w, i, h, &self.ffn_out_b),
+        }));
+    }
 }
 
 /// One block's weights with the four matrices quantized to int8 (see [`crate::int8`]); the
@@ -271,18 +300,22 @@ mod tests {
             ffn_out_w: m(i, h, 9),
             ffn_out_b: v(h, 10, 0.1),
             ffn_norm: norm(11),
+            packed: None,
         }
     }
 
     /// The one-region path computes what the block-by-block path computes, in both
-    /// precisions, for any thread count: fp32 within 1e-5 (gemm may block a column range
-    /// differently), int8 exactly (integer sums, same quantized inputs).
+    /// precisions, for any thread count: fp32 within 1e-5 (gemm on a column range, or the
+    /// packed kernel, sums in another order), int8 exactly (integer sums, same quantized
+    /// inputs).
     #[test]
     fn region_matches_block_by_block() {
         for (hidden, heads, intermediate, seq_lens) in [
             (32usize, 4usize, 37usize, vec![1usize, 5, 11]),
             (128, 4, 300, vec![16]),
             (96, 3, 200, vec![7, 1, 30, 2]),
+            // Past packed::MAX_ROWS: gemm in the region.
+            (64, 2, 100, vec![50, 3]),
         ] {
             let shape = Shape {
                 hidden,
@@ -292,6 +325,13 @@ mod tests {
                 activation: Activation::GeluErf,
             };
             let fp32: Vec<LayerWeights> = (0..2).map(|l| block(&shape, 60 + l * 20)).collect();
+            let fp32_packed: Vec<LayerWeights> = (0..2)
+                .map(|l| {
+                    let mut w = block(&shape, 60 + l * 20);
+                    w.pack(&shape);
+                    w
+                })
+                .collect();
             let int8: Vec<Int8LayerWeights> = fp32
                 .iter()
                 .map(|w| Int8LayerWeights::quantize(w, &shape))
@@ -299,8 +339,11 @@ mod tests {
             let tokens: usize = seq_lens.iter().sum();
             let x = test_values(tokens * hidden, 43, 1.0);
             let mut ws = Workspace::default();
-            for (blocks, tolerance) in [(Blocks::Fp32(&fp32), 1e-5f32), (Blocks::Int8(&int8), 0.0)]
-            {
+            for (blocks, tolerance) in [
+                (Blocks::Fp32(&fp32), 1e-5f32),
+                (Blocks::Fp32(&fp32_packed), 1e-5),
+                (Blocks::Int8(&int8), 0.0),
+            ] {
                 let mut want = x.clone();
                 match blocks {
                     Blocks::Fp32(ls) => ls

@@ -374,6 +374,7 @@ impl Layer {
             ffn_out_w,
             ffn_out_b,
             ffn_norm: self.ffn_norm.cpu_parts()?,
+            packed: None,
         })
     }
 
@@ -452,7 +453,14 @@ impl CpuLayers {
     fn new(layers: &[Layer], precision: Precision, shape: &cpu::Shape) -> Result<Self> {
         let fp32 = layers.iter().map(Layer::cpu_weights);
         Ok(match precision {
-            Precision::Fp32 => CpuLayers::Fp32(fp32.collect::<Result<_>>()?),
+            Precision::Fp32 => CpuLayers::Fp32(
+                fp32.map(|w| {
+                    let mut w = w?;
+                    w.pack(shape);
+                    Ok(w)
+                })
+                .collect::<Result<_>>()?,
+            ),
             Precision::Int8 => CpuLayers::Int8(
                 fp32.map(|w| Ok(cpu::Int8LayerWeights::quantize(&w?, shape)))
                     .collect::<Result<_>>()?,
