@@ -43,64 +43,55 @@ fn linear_products(c: &mut Criterion) {
     group.finish();
 }
 
-/// The four products of all six MiniLM blocks at 16 tokens on one thread, as a
-/// single-stream query meets them: 42 MB of weights, so they stream from L3 as in the
-/// model, not from L2 as when one product is timed alone. gemm on `[in, out]` weights
-/// against the packed panels of `packed`.
+/// The four products of all six MiniLM blocks on one thread at the row counts of
+/// single-stream queries, as a query meets them: 42 MB of weights, so they stream from L3
+/// as in the model, not from L2 as when one product is timed alone. gemm on `[in, out]`
+/// weights against the packed kernel (including laying out the input rows).
 fn single_stream_products(c: &mut Criterion) {
-    const TOKENS: usize = 16;
     let shapes = [
         (HIDDEN, 3 * HIDDEN),
         (HIDDEN, HIDDEN),
         (HIDDEN, FFN),
         (FFN, HIDDEN),
     ];
-    let layers: Vec<Vec<(usize, usize, Vec<f32>, Vec<f32>)>> = (0..6)
-        .map(|l| {
+    let layers: Vec<(usize, usize, Vec<f32>, Vec<f32>)> = (0..6)
+        .flat_map(|l| {
             shapes
                 .iter()
-                .map(|&(k, n)| (k, n, test_values(k * n, 2 + l, 0.1), test_values(n, 3, 0.1)))
-                .collect()
+                .map(move |&(k, n)| (k, n, test_values(k * n, 2 + l, 0.1), test_values(n, 3, 0.1)))
         })
         .collect();
-    let x = test_values(TOKENS * FFN, 1, 1.0);
-    let mut out = vec![0.0f32; TOKENS * FFN];
-    let macs: usize = shapes.iter().map(|(k, n)| k * n).sum::<usize>() * 6 * TOKENS;
+    let packed: Vec<packed::PackedLinear> = layers
+        .iter()
+        .map(|(k, n, w, b)| packed::PackedLinear::pack(w, *k, *n, b))
+        .collect();
     let mut group = c.benchmark_group("single-stream-products");
-    group.throughput(Throughput::Elements(2 * macs as u64));
-    group.bench_function("gemm", |bench| {
-        bench.iter(|| {
-            for (k, n, w, b) in layers.iter().flatten() {
-                let (k, n) = (*k, *n);
-                linear::linear_bias(
-                    &x[..TOKENS * k],
-                    TOKENS,
-                    w,
-                    k,
-                    n,
-                    b,
-                    1,
-                    &mut out[..TOKENS * n],
-                );
-            }
-        })
-    });
-    if packed::available() {
-        let packed: Vec<packed::PackedLinear> = layers
-            .iter()
-            .flatten()
-            .map(|(k, n, w, b)| packed::PackedLinear::pack(w, *k, *n, b))
-            .collect();
-        let mut rows = packed::PackedRows::default();
-        group.bench_function("packed", |bench| {
+    for tokens in [16usize, 32, 48, 64] {
+        let x = test_values(tokens * FFN, 1, 1.0);
+        let mut out = vec![0.0f32; tokens * FFN];
+        let macs: usize = shapes.iter().map(|(k, n)| k * n).sum::<usize>() * 6 * tokens;
+        group.throughput(Throughput::Elements(2 * macs as u64));
+        group.bench_function(BenchmarkId::new("gemm", tokens), |bench| {
             bench.iter(|| {
-                for w in &packed {
-                    rows.pack(&x[..TOKENS * w.k()], TOKENS, w.k());
-                    // SAFETY: AVX-512 checked above; `out` holds TOKENS x n.
-                    unsafe { packed::linear_panels(&rows, w, 0..w.panels(), out.as_mut_ptr()) }
+                for (k, n, w, b) in &layers {
+                    let (k, n) = (*k, *n);
+                    let (x, out) = (&x[..tokens * k], &mut out[..tokens * n]);
+                    linear::linear_bias(x, tokens, w, k, n, b, 1, out);
                 }
             })
         });
+        if packed::available() {
+            let mut rows = packed::PackedRows::default();
+            group.bench_function(BenchmarkId::new("packed", tokens), |bench| {
+                bench.iter(|| {
+                    for w in &packed {
+                        rows.pack(&x[..tokens * w.k()], tokens, w.k());
+                        // SAFETY: AVX-512 checked above; `out` holds tokens x n.
+                        unsafe { packed::linear_panels(&rows, w, 0..w.panels(), out.as_mut_ptr()) }
+                    }
+                })
+            });
+        }
     }
     group.finish();
 }

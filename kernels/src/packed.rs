@@ -5,8 +5,10 @@
 //! fast the weights stream in from L3. gemm reads them in place, `[in, out]` row-major: 64
 //! floats per input row, then a jump of the full row width (4.6 KB for MiniLM's QKV), which
 //! defeats the hardware prefetchers; packed panels stream sequentially. The kernel keeps up
-//! to 16 rows x 16 columns of outputs in registers, so each weight vector is loaded once
-//! and used by every row, and each input value is a broadcast operand of one FMA.
+//! to 12 rows x 32 columns (two panels) of outputs in registers, so each weight vector is
+//! loaded once per 12 rows and each input value, broadcast once, feeds two FMAs; the input
+//! rows are first laid out side by side ([`PackedRows`]) so those broadcasts read one cache
+//! line per input index instead of one line per row.
 //!
 //! AVX-512 only: other CPUs keep gemm on the unpacked weights ([`available`]).
 
@@ -14,11 +16,11 @@ use std::ops::Range;
 
 /// Output columns per packed panel (one AVX-512 vector).
 pub const PANEL: usize = 16;
-/// Up to this many rows the packed kernel beats gemm; past it gemm's larger register tile
-/// (fewer loads per FMA) wins. Measured on MiniLM's 24 products, one thread
-/// (`single-stream-products` in the kernels bench): 16 rows 3.4 vs 6.1 ms, 32 rows 7.0 vs
-/// 8.2 ms, 64 rows 12.2 vs 10.3 ms.
-pub const MAX_ROWS: usize = 40;
+/// Up to this many rows the packed kernel beats gemm; past it gemm's blocking wins. Measured
+/// on MiniLM's 24 products, one thread (`single-stream-products` in the kernels bench):
+/// 16 rows 3.0 vs 5.6 ms, 32 rows 5.7 vs 7.1 ms, 48 rows 8.2 vs 9.7 ms, 64 rows 11.4 vs
+/// 11.1 ms.
+pub const MAX_ROWS: usize = 64;
 /// Rows computed together: one accumulator register per row.
 const ROW_TILE: usize = 16;
 
@@ -121,15 +123,37 @@ pub unsafe fn linear_panels(x: &PackedRows, w: &PackedLinear, panels: Range<usiz
     assert!(x.k == w.k && panels.end <= w.panels);
     let (rows, k) = (x.rows, w.k);
     #[cfg(target_arch = "x86_64")]
-    for p in panels {
-        let cols = (w.n - p * PANEL).min(PANEL);
-        let panel = &w.data[p * k * PANEL..][..k * PANEL];
-        let bias = &w.bias[p * PANEL..][..PANEL];
-        for r0 in (0..rows).step_by(ROW_TILE) {
-            let tile = (rows - r0).min(ROW_TILE);
-            let xt = &x.data[r0 * k..][..k * ROW_TILE];
-            let out = out.add(r0 * w.n + p * PANEL);
-            avx512::tile(tile, xt, k, panel, bias, out, w.n, cols);
+    {
+        let panel = |p: usize| &w.data[p * k * PANEL..][..k * PANEL];
+        let mut p = panels.start;
+        // Two panels at a time: half as many input broadcasts per multiply-add.
+        while p + 2 <= panels.end {
+            let cols = (w.n - (p + 1) * PANEL).min(PANEL);
+            let bias = &w.bias[p * PANEL..][..2 * PANEL];
+            for r0 in (0..rows).step_by(ROW_TILE) {
+                let tile = (rows - r0).min(ROW_TILE);
+                let xt = &x.data[r0 * k..][..k * ROW_TILE];
+                // At most 12 rows x 2 panels in registers: split larger tiles in two.
+                let first = if tile > 12 { tile / 2 } else { tile };
+                for (start, len) in [(0, first), (first, tile - first)] {
+                    if len > 0 {
+                        let out = out.add((r0 + start) * w.n + p * PANEL);
+                        let xt = &xt[start..];
+                        avx512::pair(len, xt, k, [panel(p), panel(p + 1)], bias, out, w.n, cols);
+                    }
+                }
+            }
+            p += 2;
+        }
+        if p < panels.end {
+            let cols = (w.n - p * PANEL).min(PANEL);
+            let bias = &w.bias[p * PANEL..][..PANEL];
+            for r0 in (0..rows).step_by(ROW_TILE) {
+                let tile = (rows - r0).min(ROW_TILE);
+                let xt = &x.data[r0 * k..][..k * ROW_TILE];
+                let out = out.add(r0 * w.n + p * PANEL);
+                avx512::tile(tile, xt, k, panel(p), bias, out, w.n, cols);
+            }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -165,6 +189,66 @@ mod avx512 {
             };
         }
         by_rows!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+    }
+
+    /// As [`tile`] for two adjacent panels (32 columns, the second cut to `cols`) and at
+    /// most 12 rows.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn pair(
+        rows: usize,
+        x: &[f32],
+        k: usize,
+        panels: [&[f32]; 2],
+        bias: &[f32],
+        out: *mut f32,
+        ldo: usize,
+        cols: usize,
+    ) {
+        macro_rules! by_rows {
+            ($($n:literal)*) => {
+                match rows {
+                    $($n => kernel_pair::<$n>(x.as_ptr(), k, panels[0].as_ptr(), panels[1].as_ptr(), bias.as_ptr(), out, ldo, cols),)*
+                    _ => unreachable!("a pair tile has 1 to 12 rows"),
+                }
+            };
+        }
+        by_rows!(1 2 3 4 5 6 7 8 9 10 11 12)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn kernel_pair<const R: usize>(
+        x: *const f32,
+        k: usize,
+        p0: *const f32,
+        p1: *const f32,
+        bias: *const f32,
+        out: *mut f32,
+        ldo: usize,
+        cols: usize,
+    ) {
+        let mut a0 = [_mm512_loadu_ps(bias); R];
+        let mut a1 = [_mm512_loadu_ps(bias.add(16)); R];
+        for i in 0..k {
+            _mm_prefetch::<_MM_HINT_T0>(p0.wrapping_add((i + PREFETCH_ROWS) * 16) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(p1.wrapping_add((i + PREFETCH_ROWS) * 16) as *const i8);
+            let b0 = _mm512_loadu_ps(p0.add(i * 16));
+            let b1 = _mm512_loadu_ps(p1.add(i * 16));
+            for r in 0..R {
+                let v = _mm512_set1_ps(*x.add(i * 16 + r));
+                a0[r] = _mm512_fmadd_ps(v, b0, a0[r]);
+                a1[r] = _mm512_fmadd_ps(v, b1, a1[r]);
+            }
+        }
+        let mask: __mmask16 = if cols >= 16 {
+            0xffff
+        } else {
+            (1u16 << cols) - 1
+        };
+        for r in 0..R {
+            _mm512_storeu_ps(out.add(r * ldo), a0[r]);
+            _mm512_mask_storeu_ps(out.add(r * ldo + 16), mask, a1[r]);
+        }
     }
 
     /// How far ahead (in panel rows of 64 bytes) the weights are prefetched.
