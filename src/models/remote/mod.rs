@@ -29,7 +29,9 @@ pub use cache::{Cache, CacheError};
 pub use client::{ApiClient, ClientOptions, Endpoint};
 pub use error::{ApiError, ConfigError};
 pub use limiter::RateLimits;
-pub use request::{Answer, ChatRequest, GeneratedToken, Timing, TokenLogprob, Usage};
+pub use request::{
+    Answer, ChatRequest, GeneratedToken, Timing, TokenLogprob, Usage, MAX_TOP_LOGPROBS,
+};
 pub use retry::RetryPolicy;
 pub use runner::{run_all, CacheMode, CancelToken, ItemError, ItemOutcome, RunOptions, RunSummary};
 pub use secret::ApiKey;

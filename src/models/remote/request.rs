@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::models::remote::spec::Provider;
 use crate::models::Message;
 
+/// The most alternatives per token OpenAI returns (`top_logprobs` is 0 to 20).
+pub const MAX_TOP_LOGPROBS: usize = 20;
+
 /// One chat to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
