@@ -353,6 +353,10 @@ struct RemoteArgs {
     /// Estimate the run's tokens and cost, send nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Don't ask an OpenAI-compatible server for log-probabilities (for servers that
+    /// reject `logprobs`); label probabilities then come from the parsed answer alone.
+    #[arg(long)]
+    no_logprobs: bool,
 }
 
 impl RemoteArgs {
@@ -371,6 +375,7 @@ impl RemoteArgs {
             refresh: self.refresh,
             pricing: self.pricing.clone(),
             max_cost: self.max_cost,
+            logprobs: !self.no_logprobs,
         }
     }
 }

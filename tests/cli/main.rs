@@ -15,5 +15,6 @@ mod hub;
 mod labels;
 mod model_errors;
 mod remote;
+mod remote_logprobs;
 mod suite;
 mod train;
