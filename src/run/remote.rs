@@ -432,7 +432,7 @@ fn assemble(
                 }
                 (Some(answer.text.clone()), None)
             }
-            Some(Err(e)) => (None, Some(format!("{e:#}"))),
+            Some(Err(e)) => (None, Some(e.describe())),
             None => (
                 None,
                 Some("not sent: --max-cost budget or cancelled".to_string()),
