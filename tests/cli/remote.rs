@@ -212,8 +212,7 @@ fn max_cost_stops_before_the_budget_and_dry_run_sends_nothing() {
     assert_eq!(unsent as u64, skipped, "each unsent item says why");
 }
 
-#[path = "../remote/support/mod.rs"]
-mod fault;
+use crate::fault_server as fault;
 
 /// Ctrl-C in the middle of a hosted-API run: the process stops, the answers that came back
 /// are in results.json and in the cache, the rest are recorded as not sent, and a rerun

@@ -1,7 +1,9 @@
-//! End-to-end runs against the fault-injecting loopback server (tests/support): retries,
-//! Retry-After, exactly-once outcomes, cache modes, both wire formats, timings, logprobs,
-//! cancellation, and a whole batch checked for the key leaking anywhere.
+//! End-to-end runs against the fault-injecting loopback server (`tests/support/
+//! fault_server.rs`): retries, Retry-After, exactly-once outcomes, cache modes, both wire
+//! formats, timings, logprobs, cancellation, and a whole batch checked for the key leaking
+//! anywhere.
 
+#[path = "../support/fault_server.rs"]
 mod support;
 
 use std::sync::Arc;

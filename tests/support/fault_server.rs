@@ -3,6 +3,9 @@
 //! Each request is identified by the content of its last message; a script per id says
 //! which faults its next hits get, and every hit is counted and timed so tests can check
 //! retries, `Retry-After` and "no item answered twice" against what the server really saw.
+//!
+//! One copy for every crate that needs it (`tests/remote`, `tests/cli`, `benches/api.rs`),
+//! each including it with `#[path]`.
 
 #![allow(dead_code)]
 
