@@ -3,7 +3,7 @@
 //! loopback stack and a minimal hyper server sharing this machine's cores. Numbers, not
 //! assertions: the goal is >= 2,000 req/s at concurrency 64 and p99 overhead < 1 ms.
 
-#[path = "../tests/remote/support/mod.rs"]
+#[path = "../tests/support/fault_server.rs"]
 mod support;
 
 use std::sync::Arc;

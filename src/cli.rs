@@ -353,6 +353,10 @@ struct RemoteArgs {
     /// Estimate the run's tokens and cost, send nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Don't ask an OpenAI-compatible server for log-probabilities (for servers that
+    /// reject `logprobs`); label probabilities then come from the parsed answer alone.
+    #[arg(long)]
+    no_logprobs: bool,
 }
 
 impl RemoteArgs {
@@ -371,6 +375,7 @@ impl RemoteArgs {
             refresh: self.refresh,
             pricing: self.pricing.clone(),
             max_cost: self.max_cost,
+            logprobs: !self.no_logprobs,
         }
     }
 }
@@ -461,7 +466,8 @@ struct TrainArgs {
     runtime: RuntimeArgs,
 }
 
-/// Runs the command line; returns the process exit code.
+/// Runs the command line; returns the process exit code: 0 ok, 1 a quality gate failed (a
+/// suite's model, a bench SLO, a hosted API's items that failed every retry), 2 an error.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     crate::runtime::configure_memory();
@@ -676,7 +682,29 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<i32> {
     let color = std::io::IsTerminal::is_terminal(&std::io::stdout());
     print_stdout(&report::table::render_eval(&outcome.results, color));
     print_stdout(&written.unwrap_or_default());
-    Ok(0)
+    Ok(failed_items(&outcome.results, args.out.as_deref()))
+}
+
+/// Exit code 1 when a hosted API left items unanswered after every retry: the numbers then
+/// cover fewer items than were asked for, which a script must not take for a clean run.
+/// Items held back by --max-cost or Ctrl-C were the user's choice and do not count.
+fn failed_items(results: &report::results::EvalResults, out: Option<&std::path::Path>) -> i32 {
+    let failed = results.api.as_ref().map_or(0, |api| api.failed);
+    if failed == 0 {
+        return 0;
+    }
+    let errors = match out {
+        Some(dir) => format!(
+            "each one's error is in {}",
+            dir.join("predictions.jsonl").display()
+        ),
+        None => "pass --out to keep each one's error".into(),
+    };
+    eprintln!(
+        "taskbench: {failed} of {} items failed after every retry; {errors}",
+        results.dataset.rows_evaluated
+    );
+    1
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<i32> {

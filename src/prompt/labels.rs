@@ -78,7 +78,7 @@ pub fn parse_label(output: &str, labels: &[String]) -> LabelMatch {
     if cleaned.is_empty() {
         return LabelMatch::Invalid;
     }
-    let keys: Vec<String> = labels.iter().map(|l| key(&fold(l))).collect();
+    let keys: Vec<String> = labels.iter().map(|l| label_key(l)).collect();
     let out_key = key(&cleaned);
     let segment_key = key(first_segment(&cleaned));
     whole_match(&out_key, &keys)
@@ -87,6 +87,18 @@ pub fn parse_label(output: &str, labels: &[String]) -> LabelMatch {
         .or_else(|| contained_match(&out_key, &keys))
         .or_else(|| closest_match(&segment_key, &keys))
         .unwrap_or(LabelMatch::Invalid)
+}
+
+/// The comparison key of an answer (or the start of one), as [`parse_label`] cleans it:
+/// folded, stripped of markdown, answer prefixes, quotes and trailing punctuation, with runs
+/// of spaces, `_` and `-` as one space (`**"Card_Arrival.**` is `card arrival`).
+pub(crate) fn answer_key(output: &str) -> String {
+    key(&clean_output(output))
+}
+
+/// A label's comparison key, the form [`answer_key`] is compared with.
+pub(crate) fn label_key(label: &str) -> String {
+    key(&fold(label))
 }
 
 /// Rule 2a. `Some(Invalid)` when two labels share the key (e.g. `Card` and `card`).

@@ -24,6 +24,7 @@
 //! line, never a silently empty prompt. Rendered messages are trimmed, because the trailing
 //! newline of a TOML `"""` string is an accident of the file, not part of the prompt.
 
+pub mod label_probs;
 pub mod labels;
 
 use std::collections::BTreeMap;

@@ -90,6 +90,24 @@ pub struct ApiReport {
     /// Items not sent because the run was interrupted.
     pub not_sent_cancelled: usize,
     pub cache_errors: usize,
+    /// Classification: where the label probabilities come from; `None` for free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probabilities: Option<ProbabilitySource>,
+    /// With log-probabilities asked for: answers that came back without them, whose
+    /// probabilities are one-hot on the parsed label instead.
+    #[serde(default)]
+    pub logprobs_missing: usize,
+}
+
+/// Where a hosted model's label probabilities come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbabilitySource {
+    /// The answer's per-token log-probabilities (`prompt::label_probs`).
+    Logprobs,
+    /// One-hot on the label the answer's text parses to (no log-probabilities asked for:
+    /// Anthropic, or `--no-logprobs`).
+    ParsedText,
 }
 
 /// $ per 1,000 queries and what the figure rests on.

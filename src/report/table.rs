@@ -7,7 +7,10 @@
 
 use crate::metrics::{min_queries_for_percentile, ClassificationMetrics, LatencySummary};
 
-use super::results::{EvalResults, GenerationReport, LatencyReport, PromptingInfo, ScoringReport};
+use super::results::{
+    ApiReport, EvalResults, GenerationReport, LatencyReport, ProbabilitySource, PromptingInfo,
+    ScoringReport,
+};
 
 /// Target width of the summary in columns.
 pub const WIDTH: usize = 100;
@@ -62,12 +65,27 @@ pub fn render_eval(results: &EvalResults, color: bool) -> String {
                 api.not_sent_cancelled
             ));
         }
+        line.push_str(&probability_source(api));
         sections.push(kv("API", &line));
     }
     if let Some(cost) = &results.cost {
         sections.push(kv("Cost", &cost.basis));
     }
     sections.join("\n")
+}
+
+/// `; label probabilities from ...` for a classification run, empty otherwise.
+fn probability_source(api: &ApiReport) -> String {
+    match api.probabilities {
+        Some(ProbabilitySource::Logprobs) if api.logprobs_missing > 0 => format!(
+            "; label probabilities from log-probabilities ({} {} without them: parsed text)",
+            api.logprobs_missing,
+            plural(api.logprobs_missing, "answer", "answers")
+        ),
+        Some(ProbabilitySource::Logprobs) => "; label probabilities from log-probabilities".into(),
+        Some(ProbabilitySource::ParsedText) => "; label probabilities from the parsed text".into(),
+        None => String::new(),
+    }
 }
 
 /// Whether to emit ANSI escapes.

@@ -2,6 +2,12 @@
 //! answer parsing as a local generative model, sent to a hosted API many at a time, each
 //! answer cached as it arrives (a rerun or an interrupted run resumes at no cost) and priced
 //! from its measured token usage.
+//!
+//! Classification asks an OpenAI-compatible server for every token's log-probability and
+//! top alternatives; the label probabilities come from those (`prompt::label_probs`), the
+//! predicted label from the text as for any generative model. Without log-probabilities
+//! (Anthropic, `--no-logprobs`, a server that sends none) the probabilities are one-hot on
+//! the parsed label.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,16 +25,18 @@ use crate::data;
 use crate::metrics::scoring::ScoreSummary;
 use crate::metrics::{classification_metrics, latency_summary, throughput};
 use crate::models::remote::{
-    run_all, ApiClient, Cache, CacheMode, CancelToken, ChatRequest, ClientOptions, Endpoint,
-    ItemOutcome, ModelSpec, RateLimits, RetryPolicy, RunOptions,
+    run_all, Answer, ApiClient, Cache, CacheMode, CancelToken, ChatRequest, ClientOptions,
+    Endpoint, ItemOutcome, ModelSpec, Provider, RateLimits, RetryPolicy, RunOptions,
+    MAX_TOP_LOGPROBS,
 };
 use crate::models::{Message, ModelInfo};
+use crate::prompt::label_probs::label_probabilities;
 use crate::prompt::labels::parse_label;
 use crate::report::environment::{peak_rss_bytes, Environment};
 use crate::report::predictions::{Prediction, Probabilities};
 use crate::report::results::{
-    ApiReport, CostReport, EvalResults, GenerationReport, LatencyReport, PromptingInfo,
-    ScoringReport, Settings, SCHEMA_VERSION,
+    ApiReport, CostReport, EvalResults, GenerationReport, LatencyReport, ProbabilitySource,
+    PromptingInfo, ScoringReport, Settings, SCHEMA_VERSION,
 };
 
 pub struct RemoteOptions {
@@ -46,6 +54,9 @@ pub struct RemoteOptions {
     pub refresh: bool,
     pub pricing: Option<PathBuf>,
     pub max_cost: Option<Usd>,
+    /// Ask OpenAI-compatible servers for log-probabilities when classifying (off:
+    /// `--no-logprobs`, for servers that reject the fields).
+    pub logprobs: bool,
 }
 
 impl Default for RemoteOptions {
@@ -65,6 +76,7 @@ impl Default for RemoteOptions {
             refresh: false,
             pricing: None,
             max_cost: None,
+            logprobs: true,
         }
     }
 }
@@ -84,14 +96,32 @@ pub(super) fn requests(
     opts: &EvalOptions,
     gen: &GenerativeOptions,
 ) -> anyhow::Result<Vec<ChatRequest>> {
-    Ok(plan(opts, gen)?.requests)
+    let spec = ModelSpec::parse(&opts.model)?;
+    Ok(plan(opts, gen, top_logprobs(&spec, gen, &opts.remote))?.requests)
 }
 
-fn plan(opts: &EvalOptions, gen: &GenerativeOptions) -> anyhow::Result<Plan> {
+/// The `top_logprobs` to ask for: the most OpenAI allows when classifying with an
+/// OpenAI-compatible server (more alternatives, more of the label tree seen), unless turned
+/// off; none for free text, where nothing reads them, and for Anthropic, which has none.
+fn top_logprobs(
+    spec: &ModelSpec,
+    gen: &GenerativeOptions,
+    remote: &RemoteOptions,
+) -> Option<usize> {
+    (gen.task == Task::Classify && spec.provider == Provider::OpenAi && remote.logprobs)
+        .then_some(MAX_TOP_LOGPROBS)
+}
+
+fn plan(
+    opts: &EvalOptions,
+    gen: &GenerativeOptions,
+    top_logprobs: Option<usize>,
+) -> anyhow::Result<Plan> {
     let max_tokens = generative::max_tokens(gen);
     let request = |messages: Vec<Message>| {
         let mut r = ChatRequest::new(messages, max_tokens as u32);
         r.temperature = Some(gen.temperature);
+        r.logprobs = top_logprobs;
         r
     };
     if gen.task == Task::Generate {
@@ -150,7 +180,7 @@ pub fn estimate(
     let spec = ModelSpec::parse(&opts.model)?;
     let pricing = Pricing::embedded_with_overrides(remote.pricing.as_deref())?;
     let price = price(&pricing, &spec)?;
-    let plan = plan(opts, gen)?;
+    let plan = plan(opts, gen, top_logprobs(&spec, gen, remote))?;
     let prompt_tokens: Vec<u64> = plan.requests.iter().map(prompt_chars_tokens).collect();
     let expected = match gen.task {
         Task::Classify => plan
@@ -208,7 +238,8 @@ pub fn eval_remote(
         // The lookup's own error says how to add a price.
         pricing.lookup(&spec.to_string())?;
     }
-    let plan = plan(opts, gen)?;
+    let top_logprobs = top_logprobs(&spec, gen, remote);
+    let plan = plan(opts, gen, top_logprobs)?;
     let cache = open_cache(remote)?;
     let cache_mode = if remote.no_cache {
         CacheMode::Off
@@ -301,6 +332,12 @@ pub fn eval_remote(
         not_sent_max_cost: over_budget.len(),
         not_sent_cancelled: summary.not_started.len(),
         cache_errors: summary.cache_errors.len(),
+        probabilities: (gen.task == Task::Classify).then_some(if top_logprobs.is_some() {
+            ProbabilitySource::Logprobs
+        } else {
+            ProbabilitySource::ParsedText
+        }),
+        logprobs_missing: 0, // counted per answer in `assemble`
     };
     assemble(
         opts,
@@ -350,7 +387,7 @@ fn assemble(
     plan: Plan,
     outcomes: Vec<Option<ItemOutcome>>,
     price: Option<&ModelPrice>,
-    api: ApiReport,
+    mut api: ApiReport,
     seconds: f64,
 ) -> anyhow::Result<EvalOutcome> {
     let labels = &plan.labels;
@@ -367,6 +404,7 @@ fn assemble(
     let mut gold_idx = Vec::new();
     let mut predicted_idx = Vec::new();
     let mut invalid = 0usize;
+    let mut logprobs_missing = 0usize;
     let mut summary = ScoreSummary::default();
     for (item, outcome) in plan.items.iter().zip(&outcomes) {
         let (output, error) = match outcome.as_ref().map(|o| &o.result) {
@@ -394,7 +432,7 @@ fn assemble(
                 }
                 (Some(answer.text.clone()), None)
             }
-            Some(Err(e)) => (None, Some(format!("{e:#}"))),
+            Some(Err(e)) => (None, Some(e.describe())),
             None => (
                 None,
                 Some("not sent: --max-cost budget or cancelled".to_string()),
@@ -402,11 +440,14 @@ fn assemble(
         };
         let (predicted, correct, probabilities, score) = match gen.task {
             Task::Classify => {
-                let index = output
-                    .as_deref()
-                    .and_then(|text| parse_label(text, labels).index());
+                let answer = outcome.as_ref().and_then(|o| o.result.as_ref().ok());
+                let classified = classify_answer(answer, labels);
+                let index = classified.index;
                 if index.is_none() {
                     invalid += 1;
+                }
+                if answer.is_some_and(|a| a.logprobs.is_none()) {
+                    logprobs_missing += 1;
                 }
                 let p = index.unwrap_or(labels.len());
                 gold_idx.push(
@@ -415,16 +456,12 @@ fn assemble(
                         .and_then(|l| labels.iter().position(|x| x == l)),
                 );
                 predicted_idx.push(p);
-                let mut probs = vec![0.0f32; labels.len()];
-                if let Some(i) = index {
-                    probs[i] = 1.0;
-                }
                 let label = metric_labels[p].clone();
                 let correct = item.label.as_ref().map(|g| *g == label);
                 (
                     label,
                     correct,
-                    Probabilities::from_labels(labels, &probs).unwrap_or_default(),
+                    Probabilities::from_labels(labels, &classified.probs).unwrap_or_default(),
                     None,
                 )
             }
@@ -468,6 +505,9 @@ fn assemble(
             score,
             error,
         });
+    }
+    if api.probabilities == Some(ProbabilitySource::Logprobs) {
+        api.logprobs_missing = logprobs_missing;
     }
     let metrics = if gen.task == Task::Classify {
         if invalid == 0 {
@@ -572,4 +612,107 @@ fn assemble(
         results,
         predictions,
     })
+}
+
+/// One answer as a classification.
+struct Classified {
+    /// The label the text parses to; `None` (no answer, or no label in it) counts invalid.
+    index: Option<usize>,
+    /// One per label: from the answer's log-probabilities when it has them and they reach a
+    /// label, else one-hot on `index` (all zero when invalid).
+    probs: Vec<f32>,
+}
+
+/// The text decides the prediction, as for every generative model and for answers without
+/// log-probabilities, so accuracy means the same with and without them; log-probabilities
+/// only say how sure the model was. (Their argmax can differ from the text when probability
+/// is spread over spellings of another label, or split by the shared-prefix rule; reporting
+/// that as the prediction would score the API on a label it never wrote.)
+fn classify_answer(answer: Option<&Answer>, labels: &[String]) -> Classified {
+    let Some(answer) = answer else {
+        return Classified {
+            index: None,
+            probs: vec![0.0; labels.len()],
+        };
+    };
+    let index = parse_label(&answer.text, labels).index();
+    let probs = match answer
+        .logprobs
+        .as_deref()
+        .and_then(|tokens| label_probabilities(tokens, labels))
+    {
+        Some(found) => found.probs.iter().map(|&p| p as f32).collect(),
+        None => (0..labels.len())
+            .map(|i| if Some(i) == index { 1.0 } else { 0.0 })
+            .collect(),
+    };
+    Classified { index, probs }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::remote::{GeneratedToken, Timing, TokenLogprob};
+
+    fn answer(text: &str, logprobs: Option<Vec<GeneratedToken>>) -> Answer {
+        Answer {
+            text: text.into(),
+            usage: None,
+            logprobs,
+            finish_reason: Some("stop".into()),
+            timing: Timing::default(),
+            from_cache: false,
+        }
+    }
+
+    /// One token `chosen` with probability 0.6 and `other` with 0.3.
+    fn one_token(chosen: &str, other: &str) -> Option<Vec<GeneratedToken>> {
+        let lp = |token: &str, p: f64| TokenLogprob {
+            token: token.into(),
+            logprob: p.ln(),
+        };
+        Some(vec![GeneratedToken {
+            token: chosen.into(),
+            logprob: 0.6f64.ln(),
+            top_logprobs: vec![lp(chosen, 0.6), lp(other, 0.3)],
+        }])
+    }
+
+    fn labels() -> Vec<String> {
+        vec!["fire".into(), "water".into()]
+    }
+
+    #[test]
+    fn logprobs_give_the_probabilities_and_the_text_the_label() {
+        let got = classify_answer(
+            Some(&answer("water", one_token("water", "fire"))),
+            &labels(),
+        );
+        assert_eq!(got.index, Some(1));
+        assert!((got.probs[0] - 1.0 / 3.0).abs() < 1e-6, "{:?}", got.probs);
+        assert!((got.probs[1] - 2.0 / 3.0).abs() < 1e-6, "{:?}", got.probs);
+    }
+
+    #[test]
+    fn without_logprobs_the_parsed_label_is_one_hot() {
+        let got = classify_answer(Some(&answer("Fire.", None)), &labels());
+        assert_eq!((got.index, got.probs), (Some(0), vec![1.0, 0.0]));
+        let got = classify_answer(None, &labels());
+        assert_eq!((got.index, got.probs), (None, vec![0.0, 0.0]));
+    }
+
+    #[test]
+    fn an_answer_no_branch_of_which_names_a_label_stays_invalid() {
+        let got = classify_answer(
+            Some(&answer("maybe", one_token("maybe", "perhaps"))),
+            &labels(),
+        );
+        assert_eq!((got.index, got.probs), (None, vec![0.0, 0.0]));
+        // Invalid text whose alternatives name a label: probabilities, still no prediction.
+        let got = classify_answer(
+            Some(&answer("maybe", one_token("maybe", "fire"))),
+            &labels(),
+        );
+        assert_eq!((got.index, got.probs), (None, vec![1.0, 0.0]));
+    }
 }

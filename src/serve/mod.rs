@@ -3,7 +3,8 @@
 //!
 //! Routes (wire formats as OpenAI and text-embeddings-inference define them):
 //! - `GET /v1/models`
-//! - `POST /v1/chat/completions` for generative models, streamed (SSE) or not
+//! - `POST /v1/chat/completions` for generative models, streamed (SSE) or not, with
+//!   `logprobs` / `top_logprobs` from the model's own next-token distribution
 //! - `POST /predict` for classifiers, `{"inputs": "text"}` or `{"inputs": ["a", "b"]}`
 //!
 //! The model lives on one worker thread fed by a queue (as TEI's backend thread): HTTP
@@ -173,6 +174,10 @@ async fn chat_completions(
     if request.messages.is_empty() {
         return error(StatusCode::BAD_REQUEST, "messages must not be empty");
     }
+    let top_logprobs = match request.top_logprobs() {
+        Ok(n) => n,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
     let stream = request.stream.unwrap_or(false);
     let include_usage = request
         .stream_options
@@ -193,26 +198,37 @@ async fn chat_completions(
     let created = openai::unix_now();
     let name = state.model_name.to_string();
     if stream {
-        let stream = async_stream_of(receiver, id, created, name, include_usage);
+        let stream = async_stream_of(
+            receiver,
+            id,
+            created,
+            name,
+            include_usage,
+            top_logprobs.is_some(),
+        );
         return Sse::new(stream).into_response();
     }
-    let mut text = String::new();
+    let mut answer = openai::Answered {
+        logprobs: top_logprobs.map(|_| Vec::new()),
+        ..openai::Answered::default()
+    };
     while let Some(event) = receiver.recv().await {
         match event {
-            worker::GenEvent::Delta(delta) => text.push_str(&delta),
+            worker::GenEvent::Delta { text, logprobs } => {
+                answer.text.push_str(&text);
+                if let Some(all) = &mut answer.logprobs {
+                    all.extend(logprobs);
+                }
+            }
             worker::GenEvent::Done {
                 usage,
                 finish_reason,
             } => {
+                answer.finish_reason = finish_reason;
                 return Json(openai::ChatCompletion::new(
-                    id,
-                    created,
-                    &name,
-                    text,
-                    finish_reason,
-                    usage,
+                    id, created, &name, answer, usage,
                 ))
-                .into_response()
+                .into_response();
             }
             worker::GenEvent::Failed(message) => return error(StatusCode::BAD_REQUEST, message),
         }
@@ -223,32 +239,44 @@ async fn chat_completions(
     )
 }
 
-/// The SSE body: a role chunk, one chunk per text delta, a final chunk with the finish
-/// reason, a usage chunk when asked for, then `[DONE]`.
+/// The SSE body: a role chunk, one chunk per text delta (with its tokens' log-probabilities
+/// when `logprobs`), a final chunk with the finish reason, a usage chunk when asked for,
+/// then `[DONE]`.
 fn async_stream_of(
     mut receiver: mpsc::UnboundedReceiver<worker::GenEvent>,
     id: String,
     created: u64,
     model: String,
     include_usage: bool,
+    logprobs: bool,
 ) -> impl futures_core::Stream<Item = Result<Event, std::convert::Infallible>> {
-    let chunk = move |delta: openai::Delta, finish: Option<String>| {
-        let body = openai::ChatCompletionChunk::new(&id, created, &model, delta, finish);
+    let chunk = move |delta: openai::Delta,
+                      tokens: Option<Vec<openai::TokenLogprobs>>,
+                      finish: Option<String>| {
+        let body = openai::ChatCompletionChunk::new(&id, created, &model, delta, tokens, finish);
         Event::default().data(serde_json::to_string(&body).unwrap_or_default())
     };
     let (tx, rx) = mpsc::unbounded_channel::<Result<Event, std::convert::Infallible>>();
     tokio::spawn(async move {
-        let _ = tx.send(Ok(chunk(openai::Delta::role(), None)));
+        let _ = tx.send(Ok(chunk(openai::Delta::role(), None, None)));
         while let Some(event) = receiver.recv().await {
             match event {
-                worker::GenEvent::Delta(text) => {
-                    let _ = tx.send(Ok(chunk(openai::Delta::content(text), None)));
+                worker::GenEvent::Delta {
+                    text,
+                    logprobs: tokens,
+                } => {
+                    let tokens = logprobs.then_some(tokens);
+                    let _ = tx.send(Ok(chunk(openai::Delta::content(text), tokens, None)));
                 }
                 worker::GenEvent::Done {
                     usage,
                     finish_reason,
                 } => {
-                    let _ = tx.send(Ok(chunk(openai::Delta::default(), Some(finish_reason))));
+                    let _ = tx.send(Ok(chunk(
+                        openai::Delta::default(),
+                        None,
+                        Some(finish_reason),
+                    )));
                     if include_usage {
                         let _ = tx.send(Ok(Event::default().data(
                             serde_json::to_string(&openai::UsageChunk::new(usage))

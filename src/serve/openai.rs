@@ -1,11 +1,17 @@
 //! The OpenAI Chat Completions wire format as the server speaks it: the request fields
 //! taskbench honours, the response, the streamed chunks and the error body.
+//!
+//! `logprobs: true` (with `top_logprobs` 0 to 20) returns each generated token's
+//! log-probability under the model (its logits before temperature) and the most likely
+//! tokens at that position, in `choices[0].logprobs.content`: the whole answer's in a
+//! response, each chunk's own tokens in a stream. The optional `bytes` field is left out.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use crate::models::remote::MAX_TOP_LOGPROBS;
 use crate::models::Message;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +32,10 @@ pub struct ChatCompletionRequest {
     pub stream: Option<bool>,
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    #[serde(default)]
+    pub top_logprobs: Option<usize>,
 }
 
 impl ChatCompletionRequest {
@@ -36,6 +46,40 @@ impl ChatCompletionRequest {
             .unwrap_or(256)
             .max(1)
     }
+
+    /// How many alternatives per token to return, `None` when log-probabilities were not
+    /// asked for; an error (for a 400) on the combinations OpenAI rejects too.
+    pub fn top_logprobs(&self) -> Result<Option<usize>, String> {
+        match (self.logprobs.unwrap_or(false), self.top_logprobs) {
+            (_, Some(n)) if n > MAX_TOP_LOGPROBS => Err(format!(
+                "top_logprobs {n}: expected 0 to {MAX_TOP_LOGPROBS}"
+            )),
+            (false, Some(_)) => Err("top_logprobs needs logprobs: true".into()),
+            (false, None) => Ok(None),
+            (true, n) => Ok(Some(n.unwrap_or(0))),
+        }
+    }
+}
+
+/// One generated token: its text, its log-probability and the most likely tokens at its
+/// position (OpenAI's `logprobs.content[i]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprobs {
+    pub token: String,
+    pub logprob: f32,
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+}
+
+/// `choices[i].logprobs`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Logprobs {
+    pub content: Vec<TokenLogprobs>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,18 +119,13 @@ pub struct ChatCompletion {
 struct Choice {
     index: usize,
     message: Message,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<Logprobs>,
     finish_reason: String,
 }
 
 impl ChatCompletion {
-    pub fn new(
-        id: String,
-        created: u64,
-        model: &str,
-        text: String,
-        finish_reason: String,
-        usage: Usage,
-    ) -> Self {
+    pub fn new(id: String, created: u64, model: &str, answer: Answered, usage: Usage) -> Self {
         ChatCompletion {
             id,
             object: "chat.completion",
@@ -94,12 +133,22 @@ impl ChatCompletion {
             model: model.to_string(),
             choices: vec![Choice {
                 index: 0,
-                message: Message::assistant(text),
-                finish_reason,
+                message: Message::assistant(answer.text),
+                logprobs: answer.logprobs.map(|content| Logprobs { content }),
+                finish_reason: answer.finish_reason,
             }],
             usage,
         }
     }
+}
+
+/// A finished generation as a whole response reports it.
+#[derive(Debug, Default)]
+pub struct Answered {
+    pub text: String,
+    /// `Some` when log-probabilities were asked for.
+    pub logprobs: Option<Vec<TokenLogprobs>>,
+    pub finish_reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,6 +164,9 @@ pub struct ChatCompletionChunk {
 struct ChunkChoice {
     index: usize,
     delta: Delta,
+    /// The tokens this chunk's content came from, when log-probabilities were asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<Logprobs>,
     finish_reason: Option<String>,
 }
 
@@ -144,7 +196,14 @@ impl Delta {
 }
 
 impl ChatCompletionChunk {
-    pub fn new(id: &str, created: u64, model: &str, delta: Delta, finish: Option<String>) -> Self {
+    pub fn new(
+        id: &str,
+        created: u64,
+        model: &str,
+        delta: Delta,
+        logprobs: Option<Vec<TokenLogprobs>>,
+        finish: Option<String>,
+    ) -> Self {
         ChatCompletionChunk {
             id: id.to_string(),
             object: "chat.completion.chunk",
@@ -153,6 +212,7 @@ impl ChatCompletionChunk {
             choices: vec![ChunkChoice {
                 index: 0,
                 delta,
+                logprobs: logprobs.map(|content| Logprobs { content }),
                 finish_reason: finish,
             }],
         }

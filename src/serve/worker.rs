@@ -3,8 +3,8 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::openai::{ChatCompletionRequest, Usage};
-use crate::models::causal::{CausalLm, Sampling};
+use super::openai::{ChatCompletionRequest, TokenLogprobs, TopLogprob, Usage};
+use crate::models::causal::{log_softmax, top_ids, CausalError, CausalLm, Sampling};
 use crate::models::encoder::Encoder;
 use crate::models::{Classifier, TokenizedText};
 
@@ -44,8 +44,16 @@ pub enum Job {
 }
 
 pub enum GenEvent {
-    Delta(String),
-    Done { usage: Usage, finish_reason: String },
+    /// New text, with the log-probabilities of the tokens it came from when they were asked
+    /// for (a token that ends inside a character waits for the next piece of text).
+    Delta {
+        text: String,
+        logprobs: Vec<TokenLogprobs>,
+    },
+    Done {
+        usage: Usage,
+        finish_reason: String,
+    },
     Failed(String),
 }
 
@@ -151,16 +159,20 @@ fn generate(
     request: &ChatCompletionRequest,
     events: &mpsc::UnboundedSender<GenEvent>,
 ) {
+    let failed = |message: String| {
+        let _ = events.send(GenEvent::Failed(message));
+    };
+    let top_logprobs = match request.top_logprobs() {
+        Ok(n) => n,
+        Err(message) => return failed(message),
+    };
     let raw = !lm.has_chat_template();
     let ids = match lm
         .prompt_text(&request.messages, raw)
         .and_then(|p| lm.encode(&p))
     {
         Ok(ids) => ids,
-        Err(e) => {
-            let _ = events.send(GenEvent::Failed(e.to_string()));
-            return;
-        }
+        Err(e) => return failed(e.to_string()),
     };
     let sampling = Sampling {
         max_tokens: request.max_new_tokens(),
@@ -168,29 +180,93 @@ fn generate(
         seed: request.seed.unwrap_or(0),
     };
     let mut produced: Vec<u32> = Vec::new();
+    let mut pending: Vec<TokenLogprobs> = Vec::new();
     let mut sent = 0usize;
-    let result = lm.generate(&ids, &sampling, |id| {
+    let mut logprob_error = None;
+    let result = lm.generate_with_logits(&ids, &sampling, |id, logits| {
+        if let Some(n) = top_logprobs {
+            match token_logprobs(lm, &produced, id, logits, n) {
+                Ok(entry) => pending.push(entry),
+                Err(e) => logprob_error = Some(e),
+            }
+        }
         produced.push(id);
         if let Ok(text) = lm.decode(&produced) {
             // A token may end inside a multi-byte character: wait for the rest.
             if text.len() > sent && !text.ends_with('\u{FFFD}') {
-                let _ = events.send(GenEvent::Delta(text[sent..].to_string()));
+                spell(&mut pending, &text[sent..]);
+                let _ = events.send(GenEvent::Delta {
+                    text: text[sent..].to_string(),
+                    logprobs: std::mem::take(&mut pending),
+                });
                 sent = text.len();
             }
         }
     });
+    if let Some(e) = logprob_error {
+        return failed(e.to_string());
+    }
     match result {
         Ok(generation) => {
-            if generation.text.len() > sent {
-                let _ = events.send(GenEvent::Delta(generation.text[sent..].to_string()));
+            if generation.text.len() > sent || !pending.is_empty() {
+                let rest = generation.text.get(sent..).unwrap_or_default();
+                spell(&mut pending, rest);
+                let _ = events.send(GenEvent::Delta {
+                    text: rest.to_string(),
+                    logprobs: pending,
+                });
             }
             let _ = events.send(GenEvent::Done {
                 usage: Usage::new(generation.prompt_tokens, generation.ids.len()),
                 finish_reason: if generation.stopped { "stop" } else { "length" }.into(),
             });
         }
-        Err(e) => {
-            let _ = events.send(GenEvent::Failed(e.to_string()));
-        }
+        Err(e) => failed(e.to_string()),
     }
+}
+
+/// Makes the chosen tokens' texts add up to `delta`, the text they produced, as OpenAI's add
+/// up to the answer. They already do unless a character was split over several tokens: each
+/// piece then decodes to U+FFFD alone, so the token that completes the character carries
+/// all of it and the ones before carry nothing (OpenAI sends their raw bytes, which a
+/// string cannot hold).
+fn spell(pending: &mut [TokenLogprobs], delta: &str) {
+    let pieces: String = pending.iter().map(|t| t.token.as_str()).collect();
+    if pieces == delta {
+        return;
+    }
+    if let Some((last, before)) = pending.split_last_mut() {
+        before.iter_mut().for_each(|t| t.token.clear());
+        last.token = delta.to_string();
+    }
+}
+
+/// The OpenAI `logprobs.content` entry of `id`, drawn from `logits` after `context`: its
+/// log-probability and the `n` most likely tokens there.
+fn token_logprobs(
+    lm: &CausalLm,
+    context: &[u32],
+    id: u32,
+    logits: &[f32],
+    n: usize,
+) -> Result<TokenLogprobs, CausalError> {
+    let log_probs = log_softmax(logits);
+    let top = top_ids(&log_probs, n);
+    let mut ids = vec![id];
+    ids.extend(&top);
+    let mut texts = lm.token_texts(context, &ids)?.into_iter();
+    let token = texts.next().unwrap_or_default();
+    let top_logprobs = top
+        .iter()
+        .zip(texts)
+        .map(|(&t, token)| TopLogprob {
+            token,
+            logprob: log_probs[t as usize],
+        })
+        .collect();
+    Ok(TokenLogprobs {
+        token,
+        logprob: log_probs[id as usize],
+        top_logprobs,
+    })
 }

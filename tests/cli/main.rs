@@ -10,10 +10,14 @@ mod common;
 mod data_errors;
 mod device;
 mod eval;
+#[path = "../support/fault_server.rs"]
+mod fault_server;
 mod generative;
 mod hub;
 mod labels;
 mod model_errors;
 mod remote;
+mod remote_faults;
+mod remote_logprobs;
 mod suite;
 mod train;

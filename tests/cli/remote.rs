@@ -9,7 +9,7 @@ use crate::common::*;
 
 pub(crate) const KEY: &str = "sk-test-NEVERPRINTME";
 
-const CLAIMS: &str = "text,label\n\
+pub(crate) const CLAIMS: &str = "text,label\n\
 The kitchen caught fire last night,fire\n\
 Water came through the ceiling,water\n\
 Someone broke into the shed,theft\n\
@@ -17,27 +17,32 @@ Smoke damaged the living room,fire\n\
 A pipe burst under the sink,water\n\
 My bike was stolen from the garage,theft\n";
 
-/// `taskbench serve` of the tiny Llama fixture on a free port; stopped when dropped.
+/// `taskbench serve` of a generative model on a free port; stopped when dropped.
 pub(crate) struct Server {
     child: Child,
     pub(crate) base_url: String,
 }
 
 impl Server {
+    /// The tiny Llama fixture, served as `tiny`.
     pub(crate) fn start() -> Server {
+        Server::start_model(&root().join("tests/fixtures/tiny-llama"), "tiny")
+    }
+
+    pub(crate) fn start_model(model: &std::path::Path, name: &str) -> Server {
         let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("taskbench"))
             .current_dir(root())
             .args([
                 "serve",
                 "--name",
-                "tiny",
+                name,
                 "--port",
                 "0",
                 "--threads",
                 "1",
                 "--model",
             ])
-            .arg(root().join("tests/fixtures/tiny-llama"))
+            .arg(model)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -207,8 +212,7 @@ fn max_cost_stops_before_the_budget_and_dry_run_sends_nothing() {
     assert_eq!(unsent as u64, skipped, "each unsent item says why");
 }
 
-#[path = "../remote/support/mod.rs"]
-mod fault;
+use crate::fault_server as fault;
 
 /// Ctrl-C in the middle of a hosted-API run: the process stops, the answers that came back
 /// are in results.json and in the cache, the rest are recorded as not sent, and a rerun

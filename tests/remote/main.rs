@@ -1,7 +1,9 @@
-//! End-to-end runs against the fault-injecting loopback server (tests/support): retries,
-//! Retry-After, exactly-once outcomes, cache modes, both wire formats, timings, logprobs,
-//! cancellation, and a whole batch checked for the key leaking anywhere.
+//! End-to-end runs against the fault-injecting loopback server (`tests/support/
+//! fault_server.rs`): retries, Retry-After, exactly-once outcomes, cache modes, both wire
+//! formats, timings, logprobs, cancellation, and a whole batch checked for the key leaking
+//! anywhere.
 
+#[path = "../support/fault_server.rs"]
 mod support;
 
 use std::sync::Arc;
@@ -392,8 +394,21 @@ async fn openai_whole_and_logprobs() {
         let a = outcomes[0].result.as_ref().unwrap();
         let lp = a.logprobs.as_ref().expect("logprobs requested");
         let tokens: Vec<_> = lp.iter().map(|t| t.token.as_str()).collect();
-        assert_eq!(tokens, ["answer", "other", "third"], "stream={stream}");
-        assert!(lp[0].logprob > lp[1].logprob);
+        assert_eq!(
+            tokens,
+            ["answer", " to", " q0"],
+            "every token, stream={stream}"
+        );
+        assert_eq!(tokens.concat(), a.text);
+        let first: Vec<_> = lp[0]
+            .top_logprobs
+            .iter()
+            .map(|t| t.token.as_str())
+            .collect();
+        assert_eq!(first, ["answer", "other", "third"], "stream={stream}");
+        assert!(lp.iter().all(|t| t.top_logprobs.len() == 3), "{lp:?}");
+        assert!(lp[0].top_logprobs[0].logprob > lp[0].top_logprobs[1].logprob);
+        assert!((lp[2].logprob + 0.15).abs() < 1e-12, "{lp:?}");
         assert_eq!(a.usage.unwrap().output_tokens, CHUNKS as u64);
         assert_eq!(a.timing.ttft.is_some(), stream);
         assert!(outcomes[1].result.as_ref().unwrap().logprobs.is_none());

@@ -1,5 +1,5 @@
 //! `taskbench serve`'s routes driven in process (`Router::oneshot`, no socket): the OpenAI
-//! wire format streamed and not, `/predict` single and batched, and bad requests, each
+//! wire format streamed and not (log-probabilities included), `/predict` single and batched, and bad requests, each
 //! answer checked against the library computing the same thing directly.
 
 use std::path::PathBuf;
@@ -152,6 +152,125 @@ async fn streamed_chunks_add_up_to_the_same_text_then_usage_then_done() {
     assert!(finished.is_string(), "{body}");
 }
 
+/// Greedy ids for "hello there" and, per generated token, the log-softmax (in f64) of the
+/// logits the model gives that position in one full forward pass over prompt + answer: the
+/// batched path, not the one-token decode step serve generates with.
+fn expected_log_probs(max_tokens: usize) -> (Vec<u32>, Vec<Vec<f64>>) {
+    let lm = llama();
+    let prompt = lm
+        .prompt_text(&[Message::user("hello there")], false)
+        .unwrap();
+    let prompt_ids = lm.encode(&prompt).unwrap();
+    let sampling = Sampling {
+        max_tokens,
+        temperature: 0.0,
+        seed: 0,
+    };
+    let ids = lm.generate(&prompt_ids, &sampling, |_| {}).unwrap().ids;
+    let all: Vec<u32> = prompt_ids.iter().chain(&ids).copied().collect();
+    let logits = lm.logits(&all);
+    let vocab = logits.len() / all.len();
+    let rows = (0..ids.len())
+        .map(|i| {
+            let row = &logits[(prompt_ids.len() - 1 + i) * vocab..][..vocab];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let log_sum = row
+                .iter()
+                .map(|&v| (v as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
+            row.iter().map(|&v| v as f64 - max - log_sum).collect()
+        })
+        .collect();
+    (ids, rows)
+}
+
+fn logprob_body(stream: bool) -> Value {
+    let mut body = chat_body(stream);
+    body["logprobs"] = json!(true);
+    body["top_logprobs"] = json!(5);
+    body
+}
+
+/// `logprobs.content` of a whole response, or of every chunk of a stream, concatenated.
+fn served_logprobs(body: &str, stream: bool) -> Vec<Value> {
+    if !stream {
+        let v: Value = serde_json::from_str(body).unwrap();
+        return v["choices"][0]["logprobs"]["content"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no logprobs.content: {v}"))
+            .clone();
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter_map(|c| c["choices"][0]["logprobs"]["content"].as_array().cloned())
+        .flatten()
+        .collect()
+}
+
+/// The served log-probabilities are the model's: each token's equals the log-softmax of
+/// the library's logits at that position (within 1e-4: the server decodes one token at a
+/// time, the check runs one batched pass), the top list is the most likely tokens in order
+/// with the greedy token first, the tokens spell the answer (this fixture splits characters
+/// over tokens, see `spell` in serve's worker), and the stream carries exactly what the whole
+/// response does.
+#[tokio::test]
+async fn logprobs_are_the_models_own_streamed_and_not() {
+    let (ids, rows) = expected_log_probs(6);
+    let lm = llama();
+    let mut served = Vec::new();
+    for stream in [false, true] {
+        let (status, body) = call(
+            generative_app(),
+            "POST",
+            "/v1/chat/completions",
+            Some(logprob_body(stream)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let content = served_logprobs(&body, stream);
+        assert_eq!(content.len(), ids.len(), "one entry per token: {body}");
+        let spelled: String = content
+            .iter()
+            .map(|t| t["token"].as_str().unwrap())
+            .collect();
+        assert_eq!(spelled, lm.decode(&ids).unwrap(), "{body}");
+        for (i, (entry, row)) in content.iter().zip(&rows).enumerate() {
+            let chosen = entry["logprob"].as_f64().unwrap();
+            assert!(
+                (chosen - row[ids[i] as usize]).abs() < 1e-4,
+                "token {i}: {entry}"
+            );
+            let top = entry["top_logprobs"].as_array().unwrap();
+            assert_eq!(top.len(), 5, "{entry}");
+            assert_eq!(
+                top[0]["logprob"], entry["logprob"],
+                "greedy picks the most likely: {entry}"
+            );
+            let mut sorted: Vec<f64> = row.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            for (rank, alt) in top.iter().enumerate() {
+                let lp = alt["logprob"].as_f64().unwrap();
+                assert!((lp - sorted[rank]).abs() < 1e-4, "rank {rank}: {entry}");
+            }
+        }
+        served.push(content);
+    }
+    assert_eq!(served[0], served[1], "stream and whole response agree");
+    // Without `logprobs`, none are sent.
+    let (_, body) = call(
+        generative_app(),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat_body(false)),
+    )
+    .await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["choices"][0]["logprobs"].is_null(), "{v}");
+}
+
 #[tokio::test]
 async fn predict_answers_like_the_classifier_single_and_batched() {
     let router = app(
@@ -226,6 +345,17 @@ async fn bad_requests_get_an_openai_style_error() {
             "/predict",
             Some(json!({"inputs": ["x"]})),
             "use POST /v1/chat/completions",
+        ),
+        (
+            "/v1/chat/completions",
+            Some(json!({"messages": [{"role": "user", "content": "hi"}],
+                        "logprobs": true, "top_logprobs": 21})),
+            "top_logprobs 21: expected 0 to 20",
+        ),
+        (
+            "/v1/chat/completions",
+            Some(json!({"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2})),
+            "top_logprobs needs logprobs: true",
         ),
     ];
     for (uri, body, needle) in cases {

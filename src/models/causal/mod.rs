@@ -261,6 +261,17 @@ impl CausalLm {
         sampling: &Sampling,
         mut on_token: impl FnMut(u32),
     ) -> Result<Generation, CausalError> {
+        self.generate_with_logits(prompt, sampling, |id, _| on_token(id))
+    }
+
+    /// As [`CausalLm::generate`], and `on_token` also sees the logits the id was drawn
+    /// from (before temperature), for serving log-probabilities.
+    pub fn generate_with_logits(
+        &self,
+        prompt: &[u32],
+        sampling: &Sampling,
+        mut on_token: impl FnMut(u32, &[f32]),
+    ) -> Result<Generation, CausalError> {
         let start = Instant::now();
         let max_new = sampling.max_tokens.max(1);
         let (prompt, truncated) = self.fit_prompt(prompt, max_new)?;
@@ -286,7 +297,7 @@ impl CausalLm {
                 break;
             }
             ids.push(next);
-            on_token(next);
+            on_token(next, &logits);
             if ids.len() == max_new {
                 break;
             }
@@ -303,6 +314,30 @@ impl CausalLm {
             total_s: start.elapsed().as_secs_f64(),
             stopped,
         })
+    }
+
+    /// The text each of `ids` would add after `context`. Decoding an id alone is not
+    /// enough: SentencePiece decoders drop the leading space of a text's first word, so
+    /// ` card` after other tokens would read `card`. The last few ids of `context` are
+    /// enough to keep that space; at the very start the text is what the decoder gives the
+    /// whole answer, so the pieces still add up to it.
+    pub fn token_texts(&self, context: &[u32], ids: &[u32]) -> Result<Vec<String>, CausalError> {
+        const CONTEXT: usize = 4;
+        let context = &context[context.len().saturating_sub(CONTEXT)..];
+        let before = self.decode(context)?;
+        let mut with = context.to_vec();
+        ids.iter()
+            .map(|&id| {
+                with.truncate(context.len());
+                with.push(id);
+                let after = self.decode(&with)?;
+                match after.strip_prefix(before.as_str()) {
+                    Some(piece) => Ok(piece.to_string()),
+                    // The context ended inside a character that `id` completes.
+                    None => self.decode(&[id]),
+                }
+            })
+            .collect()
     }
 
     /// Raw logits of every position of `tokens` from an empty cache (tests, benches).
@@ -345,7 +380,8 @@ fn sample(logits: &[f32], temperature: f32, rng: &mut impl Rng) -> u32 {
     (weights.len() - 1) as u32
 }
 
-fn log_softmax(logits: &[f32]) -> Vec<f32> {
+/// Log-probabilities of the next token from its logits.
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let log_sum = logits
         .iter()
@@ -353,6 +389,24 @@ fn log_softmax(logits: &[f32]) -> Vec<f32> {
         .sum::<f64>()
         .ln() as f32;
     logits.iter().map(|&v| v - max - log_sum).collect()
+}
+
+/// The `n` most likely ids of a distribution, most likely first; among equals the lower id
+/// first, so the order does not depend on the sort.
+pub fn top_ids(log_probs: &[f32], n: usize) -> Vec<u32> {
+    let by_rank = |a: &u32, b: &u32| {
+        log_probs[*b as usize]
+            .total_cmp(&log_probs[*a as usize])
+            .then(a.cmp(b))
+    };
+    let mut ids: Vec<u32> = (0..log_probs.len() as u32).collect();
+    let n = n.min(ids.len());
+    if n < ids.len() {
+        ids.select_nth_unstable_by(n, by_rank);
+        ids.truncate(n);
+    }
+    ids.sort_unstable_by(by_rank);
+    ids
 }
 
 /// Whether `model` names a generative model: a `.gguf` file, or a HF folder whose

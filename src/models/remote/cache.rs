@@ -1,7 +1,13 @@
 //! The response cache: one SQLite file, one row per exact request, so a rerun of the same
 //! benchmark costs nothing and sends nothing. The key is sha256 over provider, base URL,
 //! model and the exact body bytes; the API key is in neither the hash nor any column, so a
-//! cache file can be shared without leaking it. One connection behind a mutex: every
+//! cache file can be shared without leaking it.
+//!
+//! The `logprobs` column holds JSON: every generated token with its alternatives
+//! (`[{"token","logprob","top_logprobs":[{"token","logprob"}]}]`). Rows written before
+//! taskbench kept every token hold the first token's alternatives alone
+//! (`[{"token","logprob"}]`); they are still read, see [`StoredLogprobs`], so an old cache
+//! needs no migration and nothing in it is asked again. One connection behind a mutex: every
 //! statement is a single-row lookup or upsert in WAL mode, microseconds, so async tasks may
 //! call it directly without a writer thread.
 
@@ -13,7 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::models::remote::request::{Answer, Timing, TokenLogprob, Usage};
+use crate::models::remote::request::{Answer, GeneratedToken, Timing, TokenLogprob, Usage};
 use crate::models::remote::spec::Provider;
 
 #[derive(Debug, Error)]
@@ -208,9 +214,10 @@ impl Row {
         };
         let logprobs = self
             .logprobs
-            .map(|s| serde_json::from_str::<Vec<TokenLogprob>>(&s))
+            .map(|s| serde_json::from_str::<StoredLogprobs>(&s))
             .transpose()
-            .map_err(|e| corrupt("logprobs", e))?;
+            .map_err(|e| corrupt("logprobs", e))?
+            .and_then(|stored| stored.into_tokens(&self.text));
         let itl: Vec<u64> = serde_json::from_str(&self.itl_ns).map_err(|e| corrupt("itl_ns", e))?;
         let ns = |v: i64| Duration::from_nanos(v.max(0) as u64);
         let usage = match (self.input_tokens, self.output_tokens) {
@@ -235,6 +242,35 @@ impl Row {
     }
 }
 
+/// The two layouts of the `logprobs` column, told apart by whether entries carry
+/// `top_logprobs`.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum StoredLogprobs {
+    Tokens(Vec<GeneratedToken>),
+    /// The layout before every token was kept: the first token's alternatives.
+    FirstTokenAlternatives(Vec<TokenLogprob>),
+}
+
+impl StoredLogprobs {
+    /// An old row describes the whole generation only when the answer is one token, the
+    /// alternative whose text is the answer; a longer answer's later tokens were never
+    /// stored, so it reads as an answer without log-probabilities.
+    fn into_tokens(self, text: &str) -> Option<Vec<GeneratedToken>> {
+        match self {
+            StoredLogprobs::Tokens(tokens) => Some(tokens),
+            StoredLogprobs::FirstTokenAlternatives(alternatives) => {
+                let chosen = alternatives.iter().find(|a| a.token == text)?.clone();
+                Some(vec![GeneratedToken {
+                    token: chosen.token,
+                    logprob: chosen.logprob,
+                    top_logprobs: alternatives,
+                }])
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,9 +284,19 @@ mod tests {
                 input_tokens: 3,
                 output_tokens: 1,
             }),
-            logprobs: Some(vec![TokenLogprob {
+            logprobs: Some(vec![GeneratedToken {
                 token: "pos".into(),
                 logprob: -0.25,
+                top_logprobs: vec![
+                    TokenLogprob {
+                        token: "pos".into(),
+                        logprob: -0.25,
+                    },
+                    TokenLogprob {
+                        token: "neg".into(),
+                        logprob: -1.5,
+                    },
+                ],
             }]),
             finish_reason: Some("stop".into()),
             timing: Timing {
@@ -276,5 +322,37 @@ mod tests {
             Cache::key(Provider::Anthropic, "http://x/v1", "m", b"{}")
         );
         assert_ne!(k, Cache::key(Provider::OpenAi, "http://x/v", "1m", b"{}"));
+    }
+
+    /// A row as the previous layout wrote it: the first token's alternatives only.
+    fn put_legacy_row(c: &Cache, key: &str, text: &str, logprobs: &str) {
+        c.conn()
+            .execute(
+                "INSERT INTO responses VALUES (?1,'openai','m',?2,1,1,?3,'stop',10,NULL,'[]',0)",
+                params![key, text, logprobs],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn reads_rows_of_the_first_token_layout() {
+        let c = Cache::in_memory().unwrap();
+        let legacy = r#"[{"token":"pos","logprob":-0.25},{"token":"neg","logprob":-1.5}]"#;
+        put_legacy_row(&c, "one-token", "pos", legacy);
+        let got = c.get("one-token").unwrap().unwrap().logprobs.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].token.as_str(), got[0].logprob), ("pos", -0.25));
+        assert_eq!(got[0].top_logprobs.len(), 2);
+        // "positive" took more tokens than the one whose alternatives were kept.
+        put_legacy_row(&c, "longer", "positive", legacy);
+        assert_eq!(c.get("longer").unwrap().unwrap().logprobs, None);
+        put_legacy_row(&c, "broken", "pos", "{not json");
+        assert!(matches!(
+            c.get("broken"),
+            Err(CacheError::Corrupt {
+                field: "logprobs",
+                ..
+            })
+        ));
     }
 }

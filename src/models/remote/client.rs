@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
 use crate::models::remote::error::{ApiError, ConfigError};
-use crate::models::remote::request::{Answer, ChatRequest, Timing, TokenLogprob, Usage};
+use crate::models::remote::request::{Answer, ChatRequest, GeneratedToken, Timing, Usage};
 use crate::models::remote::retry::parse_retry_after;
 use crate::models::remote::secret::ApiKey;
 use crate::models::remote::spec::{ModelSpec, Provider};
@@ -133,7 +133,7 @@ impl Default for ClientOptions {
 pub(crate) struct Partial {
     pub text: String,
     pub usage: Option<Usage>,
-    pub logprobs: Option<Vec<TokenLogprob>>,
+    pub logprobs: Option<Vec<GeneratedToken>>,
     pub finish_reason: Option<String>,
     /// The end marker (`[DONE]`, `message_stop`, or a whole non-streamed body) was seen.
     pub done: bool,

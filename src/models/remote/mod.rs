@@ -2,7 +2,8 @@
 //! Messages) as one client that taskbench can hold up against local models: the same
 //! [`ChatRequest`] goes to either wire format, answers come back with token usage,
 //! client-side timings (TTFT, inter-token latencies, total latency, measured as vLLM's
-//! benchmark defines them) and, where the API gives them, first-token log-probabilities.
+//! benchmark defines them) and, where the API gives them, every generated token's
+//! log-probability with its top alternatives.
 //!
 //! [`run_all`] runs a batch: bounded concurrency, client-side RPM/TPM limits, `Retry-After`
 //! and adaptive slow-down on 429, jittered retries on transient faults, a SQLite response
@@ -28,7 +29,9 @@ pub use cache::{Cache, CacheError};
 pub use client::{ApiClient, ClientOptions, Endpoint};
 pub use error::{ApiError, ConfigError};
 pub use limiter::RateLimits;
-pub use request::{Answer, ChatRequest, Timing, TokenLogprob, Usage};
+pub use request::{
+    Answer, ChatRequest, GeneratedToken, Timing, TokenLogprob, Usage, MAX_TOP_LOGPROBS,
+};
 pub use retry::RetryPolicy;
 pub use runner::{run_all, CacheMode, CancelToken, ItemError, ItemOutcome, RunOptions, RunSummary};
 pub use secret::ApiKey;

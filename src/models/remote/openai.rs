@@ -1,13 +1,14 @@
 //! The OpenAI Chat Completions wire format, which vLLM, TGI, Ollama, llama.cpp server and
 //! LiteLLM also speak: request body, the non-streaming response, and streamed chunks
 //! (`choices[0].delta.content`, a final usage chunk from `stream_options.include_usage`,
-//! then `data: [DONE]`).
+//! then `data: [DONE]`). With `logprobs: true`, `choices[0].logprobs.content` lists each
+//! generated token (the whole answer's in a response, each chunk's own in a stream).
 
 use serde::{Deserialize, Serialize};
 
 use crate::models::remote::client::Partial;
 use crate::models::remote::error::ApiError;
-use crate::models::remote::request::{ChatRequest, TokenLogprob, Usage};
+use crate::models::remote::request::{ChatRequest, GeneratedToken, TokenLogprob, Usage};
 use crate::models::remote::sse::SseEvent;
 use crate::models::Message;
 
@@ -91,17 +92,13 @@ struct LpAlt {
     logprob: f64,
 }
 
-/// The first generated token's alternatives; with `top_logprobs: 0` only the chosen token.
-fn first_token(lp: Option<Logprobs>) -> Option<Vec<TokenLogprob>> {
-    let first = lp?.content?.into_iter().next()?;
-    if first.top_logprobs.is_empty() {
-        return Some(vec![TokenLogprob {
-            token: first.token,
-            logprob: first.logprob,
-        }]);
-    }
-    Some(
-        first
+/// Every generated token with its alternatives; `None` when the server sent no `content`
+/// list (it ignored `logprobs`, or the chunk carries none).
+fn generated_tokens(lp: Option<Logprobs>) -> Option<Vec<GeneratedToken>> {
+    let tokens = lp?.content?.into_iter().map(|t| GeneratedToken {
+        token: t.token,
+        logprob: t.logprob,
+        top_logprobs: t
             .top_logprobs
             .into_iter()
             .map(|a| TokenLogprob {
@@ -109,7 +106,8 @@ fn first_token(lp: Option<Logprobs>) -> Option<Vec<TokenLogprob>> {
                 logprob: a.logprob,
             })
             .collect(),
-    )
+    });
+    Some(tokens.collect())
 }
 
 #[derive(Deserialize)]
@@ -145,7 +143,7 @@ pub(crate) fn parse_response(bytes: &[u8]) -> Result<Partial, ApiError> {
     Ok(Partial {
         text: choice.message.content.unwrap_or_default(),
         usage: resp.usage.map(Usage::from),
-        logprobs: first_token(choice.logprobs),
+        logprobs: generated_tokens(choice.logprobs),
         finish_reason: choice.finish_reason,
         done: true,
     })
@@ -192,8 +190,9 @@ pub(crate) fn apply_event(acc: &mut Partial, ev: &SseEvent) -> Result<usize, Api
     if choice.finish_reason.is_some() {
         acc.finish_reason = choice.finish_reason;
     }
-    if acc.logprobs.is_none() {
-        acc.logprobs = first_token(choice.logprobs);
+    // Each content chunk carries the entries of the tokens it adds.
+    if let Some(tokens) = generated_tokens(choice.logprobs) {
+        acc.logprobs.get_or_insert_with(Vec::new).extend(tokens);
     }
     let content = choice.delta.and_then(|d| d.content).unwrap_or_default();
     acc.text.push_str(&content);
@@ -229,22 +228,52 @@ mod tests {
         );
     }
 
+    /// Two generated tokens, each with two alternatives, as OpenAI sends them.
+    const TWO_TOKENS: &str = r#"{"content":[
+        {"token":"card","logprob":-0.1,"bytes":[99,97,114,100],"top_logprobs":[{"token":"card","logprob":-0.1},{"token":"Card","logprob":-2.4}]},
+        {"token":"_arrival","logprob":-0.3,"bytes":null,"top_logprobs":[{"token":"_arrival","logprob":-0.3},{"token":"_payment","logprob":-1.5}]}]}"#;
+
+    fn expected_tokens() -> Vec<GeneratedToken> {
+        let lp = |token: &str, logprob| TokenLogprob {
+            token: token.into(),
+            logprob,
+        };
+        vec![
+            GeneratedToken {
+                token: "card".into(),
+                logprob: -0.1,
+                top_logprobs: vec![lp("card", -0.1), lp("Card", -2.4)],
+            },
+            GeneratedToken {
+                token: "_arrival".into(),
+                logprob: -0.3,
+                top_logprobs: vec![lp("_arrival", -0.3), lp("_payment", -1.5)],
+            },
+        ]
+    }
+
     #[test]
-    fn parses_non_streaming_with_logprobs() {
-        let body = br#"{"choices":[{"message":{"role":"assistant","content":"pos"},"finish_reason":"stop",
-            "logprobs":{"content":[{"token":"pos","logprob":-0.1,"top_logprobs":[{"token":"pos","logprob":-0.1},{"token":"neg","logprob":-2.4}]}]}}],
-            "usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13}}"#;
-        let p = parse_response(body).unwrap();
-        assert_eq!(p.text, "pos");
+    fn parses_non_streaming_with_every_tokens_logprobs() {
+        let body = format!(
+            r#"{{"choices":[{{"message":{{"role":"assistant","content":"card_arrival"}},"finish_reason":"stop",
+            "logprobs":{TWO_TOKENS}}}],
+            "usage":{{"prompt_tokens":12,"completion_tokens":2,"total_tokens":14}}}}"#
+        );
+        let p = parse_response(body.as_bytes()).unwrap();
+        assert_eq!(p.text, "card_arrival");
         assert_eq!(
             p.usage,
             Some(Usage {
                 input_tokens: 12,
-                output_tokens: 1
+                output_tokens: 2
             })
         );
-        let lp = p.logprobs.unwrap();
-        assert_eq!((lp[1].token.as_str(), lp[1].logprob), ("neg", -2.4));
+        assert_eq!(p.logprobs, Some(expected_tokens()));
+        let without = parse_response(
+            br#"{"choices":[{"message":{"content":"x"},"logprobs":null,"finish_reason":"stop"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(without.logprobs, None);
         assert!(matches!(
             parse_response(b"{\"choices\":[]}"),
             Err(ApiError::Malformed { .. })
@@ -253,5 +282,36 @@ mod tests {
             parse_response(b"{oops"),
             Err(ApiError::Malformed { .. })
         ));
+    }
+
+    /// A stream spreads the tokens over its chunks; the answer has them all, in order.
+    #[test]
+    fn streamed_chunks_add_up_to_every_tokens_logprobs() {
+        let all: serde_json::Value = serde_json::from_str(TWO_TOKENS).unwrap();
+        let chunk = |content: &str, i: usize| {
+            let lp = serde_json::json!({ "content": [all["content"][i].clone()] });
+            serde_json::json!({ "choices": [{ "index": 0, "delta": { "content": content },
+                "logprobs": lp, "finish_reason": null }] })
+            .to_string()
+        };
+        let events = [
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#.to_string(),
+            chunk("card", 0),
+            chunk("_arrival", 1),
+            r#"{"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}"#.to_string(),
+            r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":2,"total_tokens":14}}"#.to_string(),
+            "[DONE]".to_string(),
+        ];
+        let mut acc = Partial::default();
+        for data in &events {
+            let ev = SseEvent {
+                event: None,
+                data: data.clone(),
+            };
+            apply_event(&mut acc, &ev).unwrap();
+        }
+        assert!(acc.done);
+        assert_eq!(acc.text, "card_arrival");
+        assert_eq!(acc.logprobs, Some(expected_tokens()));
     }
 }

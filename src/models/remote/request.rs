@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::models::remote::spec::Provider;
 use crate::models::Message;
 
+/// The most alternatives per token OpenAI returns (`top_logprobs` is 0 to 20).
+pub const MAX_TOP_LOGPROBS: usize = 20;
+
 /// One chat to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
@@ -19,8 +22,9 @@ pub struct ChatRequest {
     pub temperature: Option<f32>,
     /// OpenAI-compatible only; Anthropic has no seed and it is left out of that body.
     pub seed: Option<u64>,
-    /// Ask for the top-N alternatives of each token (OpenAI-compatible only; Anthropic
-    /// returns none and the answer's `logprobs` stays `None`).
+    /// Ask for each generated token's log-probability and its top-N alternatives
+    /// (OpenAI-compatible only; Anthropic returns none and the answer's `logprobs` stays
+    /// `None`).
     pub logprobs: Option<usize>,
 }
 
@@ -59,11 +63,20 @@ pub struct Usage {
     pub output_tokens: u64,
 }
 
-/// One alternative for the first generated token.
+/// A token and its log-probability (natural log).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenLogprob {
     pub token: String,
     pub logprob: f64,
+}
+
+/// One generated token as the API reported it: the token chosen, and the most likely
+/// tokens at that position (which usually include the chosen one), most likely first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratedToken {
+    pub token: String,
+    pub logprob: f64,
+    pub top_logprobs: Vec<TokenLogprob>,
 }
 
 /// Client-side timings of one answer, as vLLM's serving benchmark defines them: TTFT from
@@ -82,8 +95,9 @@ pub struct Answer {
     pub text: String,
     /// `None` when the server reported no usage (some OpenAI-compatible servers don't).
     pub usage: Option<Usage>,
-    /// Top alternatives for the first generated token, most likely first.
-    pub logprobs: Option<Vec<TokenLogprob>>,
+    /// Every generated token with its alternatives, in order; `None` when not asked for
+    /// or the server gave none (Anthropic never does).
+    pub logprobs: Option<Vec<GeneratedToken>>,
     pub finish_reason: Option<String>,
     /// As measured when the answer was fetched; for cached answers that is the original run,
     /// which is why [`Answer::from_cache`] exists: keep those out of latency statistics.

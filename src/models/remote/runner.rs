@@ -109,6 +109,28 @@ pub struct ItemError {
     pub source: ApiError,
 }
 
+impl ItemError {
+    /// The error with its causes, `: `-joined as anyhow prints a chain (`item 4 failed after
+    /// 3 attempt(s): HTTP 500: ...`): the cause is what the user needs, and `{:#}` on a
+    /// thiserror type prints only the first line. A cause whose text the previous one
+    /// already holds is left out.
+    pub fn describe(&self) -> String {
+        let mut text = self.to_string();
+        let mut last = text.clone();
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            let part = e.to_string();
+            if !last.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            last = part;
+            cause = e.source();
+        }
+        text
+    }
+}
+
 /// How one item ended.
 #[derive(Debug)]
 pub struct ItemOutcome {
@@ -354,5 +376,27 @@ impl Job {
             },
             cache_error: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_error_describes_its_cause() {
+        let e = ItemError {
+            index: 4,
+            attempts: 3,
+            source: ApiError::Status {
+                status: 500,
+                body: "overloaded".into(),
+                retry_after: None,
+            },
+        };
+        assert_eq!(
+            e.describe(),
+            "item 4 failed after 3 attempt(s): HTTP 500: overloaded"
+        );
     }
 }

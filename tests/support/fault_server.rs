@@ -3,6 +3,9 @@
 //! Each request is identified by the content of its last message; a script per id says
 //! which faults its next hits get, and every hit is counted and timed so tests can check
 //! retries, `Retry-After` and "no item answered twice" against what the server really saw.
+//!
+//! One copy for every crate that needs it (`tests/remote`, `tests/cli`, `benches/api.rs`),
+//! each including it with `#[path]`.
 
 #![allow(dead_code)]
 
@@ -350,15 +353,32 @@ impl Answer {
         self.chunks.concat()
     }
 
-    fn logprobs_json(&self) -> Value {
-        let alts = ["answer", "other", "third", "fourth", "fifth"];
-        let top: Vec<Value> = alts
+    /// The `logprobs.content` entries of chunks `range`: each chunk is one token, the most
+    /// likely at its position, followed by made-up alternatives.
+    fn logprobs_json(&self, range: std::ops::Range<usize>) -> Value {
+        let content: Vec<Value> = self.chunks[range.clone()]
             .iter()
-            .take(self.logprobs.unwrap_or(0))
-            .enumerate()
-            .map(|(i, t)| json!({ "token": t, "logprob": -0.5 * (i as f64 + 0.1) }))
+            .zip(range)
+            .map(|(chunk, i)| {
+                let chosen = -0.05 * (i as f64 + 1.0);
+                let alts = [chunk.as_str(), "other", "third", "fourth", "fifth"];
+                let top: Vec<Value> = alts
+                    .iter()
+                    .take(self.logprobs.unwrap_or(0))
+                    .enumerate()
+                    .map(|(j, t)| {
+                        let logprob = if j == 0 {
+                            chosen
+                        } else {
+                            -0.5 * (j as f64 + 0.1)
+                        };
+                        json!({ "token": t, "logprob": logprob })
+                    })
+                    .collect();
+                json!({ "token": chunk, "logprob": chosen, "top_logprobs": top })
+            })
             .collect();
-        json!({ "content": [{ "token": "answer", "logprob": -0.05, "top_logprobs": top }] })
+        json!({ "content": content })
     }
 
     fn whole(&self) -> String {
@@ -377,7 +397,7 @@ impl Answer {
             "message": { "role": "assistant", "content": self.text() }
         });
         if self.logprobs.is_some() {
-            choice["logprobs"] = self.logprobs_json();
+            choice["logprobs"] = self.logprobs_json(0..self.chunks.len());
         }
         json!({
             "id": "c1", "object": "chat.completion", "choices": [choice],
@@ -447,8 +467,8 @@ impl Answer {
             for (i, c) in self.chunks.iter().enumerate() {
                 let mut choice =
                     json!({ "index": 0, "delta": { "content": c }, "finish_reason": null });
-                if i == 0 && self.logprobs.is_some() {
-                    choice["logprobs"] = self.logprobs_json();
+                if self.logprobs.is_some() {
+                    choice["logprobs"] = self.logprobs_json(i..i + 1);
                 }
                 ev.push((
                     true,
