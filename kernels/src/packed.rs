@@ -98,10 +98,14 @@ impl PackedRows {
         self.k = k;
         self.data.clear();
         self.data.resize(tiles * k * ROW_TILE, 0.0);
-        for (r, row) in x.chunks_exact(k.max(1)).enumerate() {
-            let tile = &mut self.data[(r / ROW_TILE) * k * ROW_TILE..][..k * ROW_TILE];
-            for (i, &v) in row.iter().enumerate() {
-                tile[i * ROW_TILE + r % ROW_TILE] = v;
+        // Written in order, read from ROW_TILE rows at a time (their lines stay in L1).
+        for (t, tile) in self.data.chunks_exact_mut(k * ROW_TILE).enumerate() {
+            let r0 = t * ROW_TILE;
+            let src = &x[r0 * k..(rows.min(r0 + ROW_TILE)) * k];
+            for (i, column) in tile.chunks_exact_mut(ROW_TILE).enumerate() {
+                for (dst, &v) in column.iter_mut().zip(src[i..].iter().step_by(k)) {
+                    *dst = v;
+                }
             }
         }
     }
