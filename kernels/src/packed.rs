@@ -6,9 +6,9 @@
 //! floats per input row, then a jump of the full row width (4.6 KB for MiniLM's QKV), which
 //! defeats the hardware prefetchers; packed panels stream sequentially. The kernel keeps up
 //! to 12 rows x 32 columns (two panels) of outputs in registers, so each weight vector is
-//! loaded once per 12 rows and each input value, broadcast once, feeds two FMAs; the input
-//! rows are first laid out side by side ([`PackedRows`]) so those broadcasts read one cache
-//! line per input index instead of one line per row.
+//! loaded once per 12 rows and each input value, broadcast once, feeds two FMAs. The input
+//! rows are read in place (a copy laid out side by side cost more than the strided
+//! broadcasts it saved: 1.85 vs 1.65 ms per MiniLM pass at 16 tokens).
 //!
 //! AVX-512 only: other CPUs keep gemm on the unpacked weights ([`available`]).
 
@@ -17,10 +17,10 @@ use std::ops::Range;
 /// Output columns per packed panel (one AVX-512 vector).
 pub const PANEL: usize = 16;
 /// Up to this many rows the packed kernel beats gemm; past it gemm's blocking wins. Measured
-/// on MiniLM's 24 products, one thread (`single-stream-products` in the kernels bench):
-/// 16 rows 3.0 vs 5.6 ms, 32 rows 5.7 vs 7.1 ms, 48 rows 8.2 vs 9.7 ms, 64 rows 11.4 vs
-/// 11.1 ms.
-pub const MAX_ROWS: usize = 64;
+/// on MiniLM's 24 products, one thread, quiet machine (`single-stream-products` in the
+/// kernels bench): 16 rows 2.45 vs 3.47 ms, 32 rows 4.42 vs 5.63, 64 rows 8.42 vs 9.69,
+/// 128 rows 17.3 vs 16.8.
+pub const MAX_ROWS: usize = 96;
 /// Rows computed together: one accumulator register per row.
 const ROW_TILE: usize = 16;
 
@@ -79,53 +79,27 @@ impl PackedLinear {
     }
 }
 
-/// Input rows laid out for [`linear_panels`]: tiles of 16 rows, each `k x 16` (value `i` of
-/// the tile's 16 rows side by side, zeros past the last row), so the kernel's broadcasts read
-/// one cache line per input index instead of one line per row.
-#[derive(Clone, Debug, Default)]
-pub struct PackedRows {
-    rows: usize,
-    k: usize,
-    data: Vec<f32>,
-}
-
-impl PackedRows {
-    /// Packs `x` (`rows x k` row-major), reusing this value's buffer.
-    pub fn pack(&mut self, x: &[f32], rows: usize, k: usize) {
-        assert_eq!(x.len(), rows * k, "x is rows x k");
-        let tiles = rows.div_ceil(ROW_TILE);
-        self.rows = rows;
-        self.k = k;
-        self.data.clear();
-        self.data.resize(tiles * k * ROW_TILE, 0.0);
-        // Written in order, read from ROW_TILE rows at a time (their lines stay in L1).
-        for (t, tile) in self.data.chunks_exact_mut(k * ROW_TILE).enumerate() {
-            let r0 = t * ROW_TILE;
-            let src = &x[r0 * k..(rows.min(r0 + ROW_TILE)) * k];
-            for (i, column) in tile.chunks_exact_mut(ROW_TILE).enumerate() {
-                for (dst, &v) in column.iter_mut().zip(src[i..].iter().step_by(k)) {
-                    *dst = v;
-                }
-            }
-        }
-    }
-}
-
 /// Whether this CPU runs [`linear_panels`].
 pub fn available() -> bool {
     crate::has_avx512()
 }
 
 /// `out[:, cols] = x · w[:, cols] + bias[cols]` for the columns of panels `panels` (cut at
-/// `n`), `x` being the packed `rows x k` input and `out` `rows x n` row-major.
+/// `n`), `x` being `rows x k` and `out` `rows x n`, both row-major.
 ///
 /// # Safety
 /// [`available`] is true; `out` points to a `rows x n` buffer whose columns in these panels
 /// no other thread touches meanwhile.
-pub unsafe fn linear_panels(x: &PackedRows, w: &PackedLinear, panels: Range<usize>, out: *mut f32) {
+pub unsafe fn linear_panels(
+    x: &[f32],
+    rows: usize,
+    w: &PackedLinear,
+    panels: Range<usize>,
+    out: *mut f32,
+) {
     assert!(available(), "the packed kernel needs AVX-512");
-    assert!(x.k == w.k && panels.end <= w.panels);
-    let (rows, k) = (x.rows, w.k);
+    assert!(x.len() == rows * w.k && panels.end <= w.panels);
+    let k = w.k;
     #[cfg(target_arch = "x86_64")]
     {
         let panel = |p: usize| &w.data[p * k * PANEL..][..k * PANEL];
@@ -136,13 +110,13 @@ pub unsafe fn linear_panels(x: &PackedRows, w: &PackedLinear, panels: Range<usiz
             let bias = &w.bias[p * PANEL..][..2 * PANEL];
             for r0 in (0..rows).step_by(ROW_TILE) {
                 let tile = (rows - r0).min(ROW_TILE);
-                let xt = &x.data[r0 * k..][..k * ROW_TILE];
+                let xt = &x[r0 * k..(r0 + tile) * k];
                 // At most 12 rows x 2 panels in registers: split larger tiles in two.
                 let first = if tile > 12 { tile / 2 } else { tile };
                 for (start, len) in [(0, first), (first, tile - first)] {
                     if len > 0 {
                         let out = out.add((r0 + start) * w.n + p * PANEL);
-                        let xt = &xt[start..];
+                        let xt = &xt[start * k..];
                         avx512::pair(len, xt, k, [panel(p), panel(p + 1)], bias, out, w.n, cols);
                     }
                 }
@@ -154,7 +128,7 @@ pub unsafe fn linear_panels(x: &PackedRows, w: &PackedLinear, panels: Range<usiz
             let bias = &w.bias[p * PANEL..][..PANEL];
             for r0 in (0..rows).step_by(ROW_TILE) {
                 let tile = (rows - r0).min(ROW_TILE);
-                let xt = &x.data[r0 * k..][..k * ROW_TILE];
+                let xt = &x[r0 * k..(r0 + tile) * k];
                 let out = out.add(r0 * w.n + p * PANEL);
                 avx512::tile(tile, xt, k, panel(p), bias, out, w.n, cols);
             }
@@ -171,7 +145,7 @@ mod avx512 {
     /// Dispatches a tile of `rows` (1..=16) rows to the kernel compiled for that many.
     ///
     /// # Safety
-    /// AVX-512 is present; `x` holds a packed tile (`k x 16`), `panel` `k x 16`, `bias` 16, and `out`
+    /// AVX-512 is present; `x` holds `rows x k` row-major, `panel` `k x 16`, `bias` 16, and `out`
     /// has room for `rows` rows of stride `ldo` from which `cols` (<= 16) are written.
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn tile(
@@ -239,7 +213,7 @@ mod avx512 {
             let b0 = _mm512_loadu_ps(p0.add(i * 16));
             let b1 = _mm512_loadu_ps(p1.add(i * 16));
             for r in 0..R {
-                let v = _mm512_set1_ps(*x.add(i * 16 + r));
+                let v = _mm512_set1_ps(*x.add(r * k + i));
                 a0[r] = _mm512_fmadd_ps(v, b0, a0[r]);
                 a1[r] = _mm512_fmadd_ps(v, b1, a1[r]);
             }
@@ -273,7 +247,7 @@ mod avx512 {
             _mm_prefetch::<_MM_HINT_T0>(panel.wrapping_add((i + PREFETCH_ROWS) * 16) as *const i8);
             let b = _mm512_loadu_ps(panel.add(i * 16));
             for (r, a) in acc.iter_mut().enumerate() {
-                *a = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(i * 16 + r)), b, *a);
+                *a = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(r * k + i)), b, *a);
             }
         }
         let mask: __mmask16 = if cols >= 16 {
@@ -314,12 +288,10 @@ mod tests {
             let packed = PackedLinear::pack(&w, k, n, &b);
             let mut out = vec![f32::NAN; rows * n];
             let mid = packed.panels() / 2;
-            let mut xp = PackedRows::default();
-            xp.pack(&x, rows, k);
             // In two calls, as two threads would.
             unsafe {
-                linear_panels(&xp, &packed, 0..mid, out.as_mut_ptr());
-                linear_panels(&xp, &packed, mid..packed.panels(), out.as_mut_ptr());
+                linear_panels(&x, rows, &packed, 0..mid, out.as_mut_ptr());
+                linear_panels(&x, rows, &packed, mid..packed.panels(), out.as_mut_ptr());
             }
             for (o, e) in out.iter().zip(&want) {
                 assert!(

@@ -315,7 +315,7 @@ mod tests {
             (128, 4, 300, vec![16]),
             (96, 3, 200, vec![7, 1, 30, 2]),
             // Past packed::MAX_ROWS: gemm in the region.
-            (64, 2, 100, vec![60, 10]),
+            (64, 2, 100, vec![90, 20]),
         ] {
             let shape = Shape {
                 hidden,

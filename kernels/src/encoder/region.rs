@@ -19,7 +19,7 @@ use std::ops::Range;
 
 use super::{Activation, Int8LayerWeights, LayerWeights, PackedProducts, Shape, Workspace};
 use crate::int8::{self, Int8Linear, QuantizedRows, PANEL};
-use crate::packed::{self, PackedLinear, PackedRows};
+use crate::packed::{self, PackedLinear};
 use crate::team::{self, Ctx, SharedMut, Steps};
 use crate::{attention, gelu, layernorm, linear};
 
@@ -75,7 +75,7 @@ pub fn forward_in_region(
             seq_lens,
             shape,
             tokens,
-            prepared: Prepared::default(),
+            quantized: QuantizedRows::default(),
         };
         match blocks {
             Blocks::Fp32(layers) => layers.iter().for_each(|w| step.block(w)),
@@ -92,13 +92,6 @@ struct Buffers {
     context: SharedMut,
     projected: SharedMut,
     ffn: SharedMut,
-}
-
-/// A thread's copy of a product's input in the layout its kernel reads.
-#[derive(Default)]
-struct Prepared {
-    quantized: QuantizedRows,
-    packed: PackedRows,
 }
 
 /// The four products of a block.
@@ -119,10 +112,10 @@ trait Block {
     /// The unit in which output columns are shared between threads.
     fn column_unit(&self) -> usize;
 
-    /// What a thread does once per product before its first chunk: lay out the input rows
-    /// for the kernel (each thread for itself: a few microseconds at these sizes, cheaper
-    /// than another step).
-    fn prepare(&self, product: Product, input: &[f32], rows: usize, prepared: &mut Prepared);
+    /// What a thread does once per product before its first chunk (int8: quantize the
+    /// input rows, each thread for itself: a few microseconds at these sizes, cheaper than
+    /// another step).
+    fn prepare(&self, _product: Product, _input: &[f32], _quantized: &mut QuantizedRows) {}
 
     /// `out[:, cols] = act(input · w[:, cols] + b[cols])`, `cols` a multiple of
     /// [`Block::column_unit`] (or ending at the width), after [`Block::prepare`].
@@ -138,7 +131,7 @@ trait Block {
         rows: usize,
         cols: Range<usize>,
         act: Option<Activation>,
-        prepared: &Prepared,
+        quantized: &QuantizedRows,
         out: *mut f32,
     );
 
@@ -158,8 +151,8 @@ struct Step<'a> {
     seq_lens: &'a [usize],
     shape: &'a Shape,
     tokens: usize,
-    /// This thread's copy of a product's input as its kernel reads it.
-    prepared: Prepared,
+    /// This thread's quantized copy of a product's input (int8 only).
+    quantized: QuantizedRows,
 }
 
 impl Step<'_> {
@@ -207,17 +200,17 @@ impl Step<'_> {
     ) {
         let (width, unit, chunks) = (w.width(product), w.column_unit(), self.chunks);
         let rows = self.tokens;
-        let mut prepared = std::mem::take(&mut self.prepared);
+        let mut quantized = std::mem::take(&mut self.quantized);
         let mut ready = false;
         self.run(chunks, |c| {
             if !ready {
-                w.prepare(product, input.all(), rows, &mut prepared);
+                w.prepare(product, input.all(), &mut quantized);
                 ready = true;
             }
             let cols = team::split(width, unit, c, chunks);
-            w.product(product, input.all(), rows, cols, act, &prepared, out.ptr());
+            w.product(product, input.all(), rows, cols, act, &quantized, out.ptr());
         });
-        self.prepared = prepared;
+        self.quantized = quantized;
     }
 
     /// `x = LayerNorm(x + projected)`, rows in chunks.
@@ -264,13 +257,6 @@ impl Block for LayerWeights {
         self.matrix(product).1.len()
     }
 
-    fn prepare(&self, _product: Product, input: &[f32], rows: usize, prepared: &mut Prepared) {
-        if self.packed.is_some() && rows <= packed::MAX_ROWS {
-            let k = input.len() / rows.max(1);
-            prepared.packed.pack(input, rows, k);
-        }
-    }
-
     /// The packed kernel's panel width; gemm takes any multiple of 16 as well.
     fn column_unit(&self) -> usize {
         packed::PANEL
@@ -283,7 +269,7 @@ impl Block for LayerWeights {
         rows: usize,
         cols: Range<usize>,
         act: Option<Activation>,
-        prepared: &Prepared,
+        _quantized: &QuantizedRows,
         out: *mut f32,
     ) {
         let (w, b) = self.matrix(product);
@@ -291,7 +277,7 @@ impl Block for LayerWeights {
         match &self.packed {
             Some(p) if rows <= packed::MAX_ROWS => {
                 let panels = cols.start / packed::PANEL..cols.end.div_ceil(packed::PANEL);
-                packed::linear_panels(&prepared.packed, p.matrix(product), panels, out);
+                packed::linear_panels(input, rows, p.matrix(product), panels, out);
             }
             _ => linear::linear_bias_cols(input, rows, w, k, n, b, cols.clone(), out),
         }
@@ -337,10 +323,8 @@ impl Block for Int8LayerWeights {
 
     /// Every thread quantizes the whole input for itself: a few microseconds at these
     /// sizes, cheaper than another step.
-    fn prepare(&self, product: Product, input: &[f32], _rows: usize, prepared: &mut Prepared) {
-        prepared
-            .quantized
-            .quantize(input, self.matrix(product).k(), 1);
+    fn prepare(&self, product: Product, input: &[f32], quantized: &mut QuantizedRows) {
+        quantized.quantize(input, self.matrix(product).k(), 1);
     }
 
     unsafe fn product(
@@ -350,12 +334,12 @@ impl Block for Int8LayerWeights {
         _rows: usize,
         cols: Range<usize>,
         act: Option<Activation>,
-        prepared: &Prepared,
+        quantized: &QuantizedRows,
         out: *mut f32,
     ) {
         let w = self.matrix(product);
         let panels = cols.start / PANEL..cols.end.div_ceil(PANEL);
-        int8::linear_panels(&prepared.quantized, w, act, panels, out);
+        int8::linear_panels(quantized, w, act, panels, out);
     }
 
     fn attn_norm(&self) -> &(Vec<f32>, Vec<f32>) {
