@@ -795,20 +795,15 @@ mod vnni {
                 }
             }
             let mut acc = [_mm512_setzero_ps(); C];
-            let mut accm = [_mm512_setzero_ps(); C];
             let mut g = 0;
             while g < nb {
                 let n = (nb - g).min(16);
                 let mask: __mmask16 = if n >= 16 { 0xffff } else { (1u16 << n) - 1 };
-                let (dw, mw) = block_scales(kind, row.add(g * kind.block_bytes()), n);
+                let (dw, _) = block_scales(kind, row.add(g * kind.block_bytes()), n);
                 let mut sd = [_mm512_setzero_ps(); C];
                 for c in 0..C {
                     let dx = _mm512_maskz_loadu_ps(mask, acts.d.as_ptr().add(c * nb + g));
                     sd[c] = _mm512_mul_ps(dw, dx);
-                    if !signed {
-                        let sx = _mm512_maskz_loadu_ps(mask, acts.s.as_ptr().add(c * nb + g));
-                        accm[c] = _mm512_fmadd_ps(mw, sx, accm[c]);
-                    }
                 }
                 let mut p = 0;
                 while p < n {
@@ -834,10 +829,26 @@ mod vnni {
                 }
                 g += n;
             }
+            // Q4_1's min terms after every dot product, into the same lanes, 16 blocks at a
+            // time: the order the tiled kernel adds them in, so a decode step's logits equal
+            // the prefill's bit for bit (with activations quantized, a last-bit difference
+            // flips codes downstream: 0.5 logits apart on SmolLM2 before this).
+            if !signed {
+                let mut g = 0;
+                while g < nb {
+                    let n = (nb - g).min(16);
+                    let mask: __mmask16 = if n >= 16 { 0xffff } else { (1u16 << n) - 1 };
+                    let (_, mw) = block_scales(kind, row.add(g * kind.block_bytes()), n);
+                    for c in 0..C {
+                        let sx = _mm512_maskz_loadu_ps(mask, acts.s.as_ptr().add(c * nb + g));
+                        acc[c] = _mm512_fmadd_ps(mw, sx, acc[c]);
+                    }
+                    g += n;
+                }
+            }
             for c in 0..C {
-                let v = _mm512_reduce_add_ps(acc[c]) + _mm512_reduce_add_ps(accm[c]);
                 // SAFETY: as in `portable_rows`.
-                *out.get().add(c * rows + r) = v;
+                *out.get().add(c * rows + r) = _mm512_reduce_add_ps(acc[c]);
             }
         }
     }
@@ -1224,6 +1235,47 @@ mod tests {
             .num_threads(threads)
             .build()
             .unwrap()
+    }
+
+    /// One activation row gives bit for bit what the same row gives inside a batch: the
+    /// decode kernels (direct, and the row split a decode step uses) and the prefill's tiled
+    /// kernel sum in the same order. With quantized activations a last-bit difference flips
+    /// codes in the next product and grows layer by layer.
+    #[test]
+    fn one_row_equals_the_same_row_in_a_batch() {
+        if !crate::has_avx512_vnni() {
+            eprintln!("skipped: no AVX-512 VNNI here (neither kernel runs)");
+            return;
+        }
+        for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
+            for (rows, k) in [(96usize, 576usize), (37, 1536), (5, 32)] {
+                let w = test_weights(kind, rows, k, 5, 1.0);
+                let x1 = test_values(k, 9, 1.0);
+                let x7: Vec<f32> = (0..7).flat_map(|_| x1.iter().copied()).collect();
+                let (a1, a7) = (
+                    QuantizedActs::new(kind, &x1, k),
+                    QuantizedActs::new(kind, &x7, k),
+                );
+                let mut direct = vec![0.0; rows];
+                let mut tiled = vec![0.0; 7 * rows];
+                let mut split = vec![0.0; rows];
+                qmatmul_path(Path::VnniDirect, kind, &w, rows, &a1, &mut direct);
+                qmatmul_path(Path::VnniTiled, kind, &w, rows, &a7, &mut tiled);
+                let mid = rows / 2;
+                qmatvec_rows(kind, &w, &a1, 0..mid, &mut split[..mid]);
+                qmatvec_rows(kind, &w, &a1, mid..rows, &mut split[mid..]);
+                for (r, want) in direct.iter().enumerate() {
+                    for c in 0..7 {
+                        assert_eq!(
+                            tiled[c * rows + r].to_bits(),
+                            want.to_bits(),
+                            "{kind:?} {rows}x{k}"
+                        );
+                    }
+                    assert_eq!(split[r].to_bits(), want.to_bits(), "{kind:?} {rows}x{k}");
+                }
+            }
+        }
     }
 
     #[test]

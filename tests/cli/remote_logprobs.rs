@@ -22,11 +22,10 @@ use crate::remote::{Server, CLAIMS, KEY};
 /// log-probabilities, results hold f32 probabilities; here it is all f64).
 const TOLERANCE: f64 = 1e-5;
 
-/// The same against logits from one batched forward pass. The one-token decode step does
-/// not reproduce the batched pass's logits exactly on this Q4_1 model (up to about one logit
-/// apart, the greedy tokens the same; `tests/generative/kv_cache.rs` checks only argmax and
-/// 1e-3 on summed scores), so this bound is loose; the measured figure is printed.
-const BATCHED_TOLERANCE: f64 = 0.05;
+/// The same against logits from one batched forward pass: the one-token decode step gives
+/// the batched pass's logits bit for bit (the decode and prefill kernels sum in one order), so
+/// the same bound holds.
+const BATCHED_TOLERANCE: f64 = TOLERANCE;
 
 /// `eval`'s default `--max-tokens` for classification.
 const MAX_TOKENS: usize = 16;
