@@ -1,7 +1,8 @@
 //! Encoder speed on all-MiniLM-L6-v2 (CPU): tokenization, forward passes at the shapes
 //! `../shared/anchors/encoder.py` measures (batch 1 at 16 and 64 tokens, batch 32 at 64
-//! tokens), and an offline pass over the claims test split as `eval` runs it; forward and
-//! offline in fp32 and in int8 (`Precision::Int8`, to compare with ONNX Runtime int8).
+//! tokens), the claims test split one text at a time (single-stream), and an offline pass
+//! over it as `eval` runs it; all but tokenization in fp32 and in int8 (`Precision::Int8`,
+//! to compare with ONNX Runtime int8).
 //!
 //! Run with `make bench` (needs `make models`). Threads follow `TASKBENCH_BENCH_THREADS`
 //! (default 2, the anchors' setting), so ratios to the anchors compare like with like.
@@ -81,6 +82,34 @@ fn tokenization(c: &mut Criterion) {
     group.finish();
 }
 
+/// Single-stream over the claims test split: each text alone (batch of one), pre-tokenized,
+/// in file order, as `../shared/anchors/encoder.py --texts FILE --batch 1` runs them; the
+/// time per element is the mean latency of one query.
+fn single_stream_pass(c: &mut Criterion) {
+    let mut model = encoder();
+    let texts = claims_test();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let tokenized = model.encode(&refs).unwrap();
+    let mut group = c.benchmark_group("single-stream");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(tokenized.len() as u64));
+    for precision in [Precision::Fp32, Precision::Int8] {
+        model.set_precision(precision).unwrap();
+        let id = match precision {
+            Precision::Fp32 => "claims-test",
+            Precision::Int8 => "int8-claims-test",
+        };
+        group.bench_function(id, |b| {
+            b.iter(|| {
+                for item in &tokenized {
+                    model.features_with(&[item], Pooling::Mean, true).unwrap();
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 fn offline_pass(c: &mut Criterion) {
     let mut model = encoder();
     let texts = claims_test();
@@ -109,5 +138,11 @@ fn offline_pass(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward, tokenization, offline_pass);
+criterion_group!(
+    benches,
+    forward,
+    tokenization,
+    single_stream_pass,
+    offline_pass
+);
 criterion_main!(benches);
