@@ -50,6 +50,17 @@ pub enum Activation {
     Relu,
 }
 
+impl Activation {
+    /// Applies the activation to `xs` in place.
+    pub fn apply(self, xs: &mut [f32]) {
+        match self {
+            Activation::GeluErf => gelu::gelu_erf_inplace(xs),
+            Activation::GeluTanh => gelu::gelu_tanh_inplace(xs),
+            Activation::Relu => xs.iter_mut().for_each(|v| *v = v.max(0.0)),
+        }
+    }
+}
+
 /// One block's weights, matrices stored `[in, out]` row-major.
 pub struct LayerWeights {
     pub qkv_w: Vec<f32>,
@@ -190,11 +201,7 @@ pub fn layer_forward(
         threads,
         ffn,
     );
-    match shape.activation {
-        Activation::GeluErf => gelu::gelu_erf_inplace(ffn),
-        Activation::GeluTanh => gelu::gelu_tanh_inplace(ffn),
-        Activation::Relu => ffn.iter_mut().for_each(|v| *v = v.max(0.0)),
-    }
+    shape.activation.apply(ffn);
     let projected = grow(&mut ws.projected, tokens * h);
     linear::linear_bias(
         ffn,

@@ -23,7 +23,7 @@ use super::{Activation, Int8LayerWeights, LayerWeights, PackedProducts, Shape, W
 use crate::int8::{self, Int8Linear, QuantizedRows, PANEL};
 use crate::packed::{self, PackedLinear};
 use crate::team::{self, Ctx, SharedMut, Steps};
-use crate::{attention, gelu, layernorm, linear};
+use crate::{attention, layernorm, linear};
 
 /// Batches of at most this many tokens run in one region (see the module docs).
 pub const REGION_MAX_TOKENS: usize = 256;
@@ -286,11 +286,7 @@ impl Block for LayerWeights {
         let Some(act) = act else { return };
         for r in 0..rows {
             let row = std::slice::from_raw_parts_mut(out.add(r * n + cols.start), cols.len());
-            match act {
-                Activation::GeluErf => gelu::gelu_erf_inplace(row),
-                Activation::GeluTanh => gelu::gelu_tanh_inplace(row),
-                Activation::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
-            }
+            act.apply(row);
         }
     }
 
