@@ -104,34 +104,30 @@ pub unsafe fn linear_panels(
     {
         let panel = |p: usize| &w.data[p * k * PANEL..][..k * PANEL];
         let mut p = panels.start;
-        // Two panels at a time: half as many input broadcasts per multiply-add.
-        while p + 2 <= panels.end {
-            let cols = (w.n - (p + 1) * PANEL).min(PANEL);
-            let bias = &w.bias[p * PANEL..][..2 * PANEL];
+        while p < panels.end {
+            // Two panels at a time (half as many input broadcasts per multiply-add) with at
+            // most 12 rows in registers; a last odd panel alone, up to 16 rows.
+            let two = p + 2 <= panels.end;
+            let (count, max_rows) = if two { (2, 12) } else { (1, ROW_TILE) };
+            let cols = (w.n - (p + count - 1) * PANEL).min(PANEL);
+            let bias = &w.bias[p * PANEL..][..count * PANEL];
             for r0 in (0..rows).step_by(ROW_TILE) {
                 let tile = (rows - r0).min(ROW_TILE);
-                let xt = &x[r0 * k..(r0 + tile) * k];
-                // At most 12 rows x 2 panels in registers: split larger tiles in two.
-                let first = if tile > 12 { tile / 2 } else { tile };
-                for (start, len) in [(0, first), (first, tile - first)] {
-                    if len > 0 {
-                        let out = out.add((r0 + start) * w.n + p * PANEL);
-                        let xt = &xt[start * k..];
-                        avx512::pair(len, xt, k, [panel(p), panel(p + 1)], bias, out, w.n, cols);
+                let first = if tile > max_rows { tile / 2 } else { tile };
+                for (start, len) in [(r0, first), (r0 + first, tile - first)] {
+                    if len == 0 {
+                        continue;
+                    }
+                    let xt = &x[start * k..(start + len) * k];
+                    let out = out.add(start * w.n + p * PANEL);
+                    if two {
+                        avx512::tile(len, xt, k, [panel(p), panel(p + 1)], bias, out, w.n, cols);
+                    } else {
+                        avx512::tile(len, xt, k, [panel(p)], bias, out, w.n, cols);
                     }
                 }
             }
-            p += 2;
-        }
-        if p < panels.end {
-            let cols = (w.n - p * PANEL).min(PANEL);
-            let bias = &w.bias[p * PANEL..][..PANEL];
-            for r0 in (0..rows).step_by(ROW_TILE) {
-                let tile = (rows - r0).min(ROW_TILE);
-                let xt = &x[r0 * k..(r0 + tile) * k];
-                let out = out.add(r0 * w.n + p * PANEL);
-                avx512::tile(tile, xt, k, panel(p), bias, out, w.n, cols);
-            }
+            p += count;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -142,26 +138,31 @@ pub unsafe fn linear_panels(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    /// Dispatches a tile of `rows` (1..=16) rows to the kernel compiled for that many.
+    /// Dispatches a tile of `rows` (1..=16) rows against `P` adjacent panels to the kernel
+    /// compiled for that many.
     ///
     /// # Safety
-    /// AVX-512 is present; `x` holds `rows x k` row-major, `panel` `k x 16`, `bias` 16, and `out`
-    /// has room for `rows` rows of stride `ldo` from which `cols` (<= 16) are written.
+    /// AVX-512 is present; `x` holds `rows x k` row-major, each panel `k x 16`, `bias`
+    /// `16 P`, and `out` has room for `rows` rows of stride `ldo` from which `16 (P - 1) +
+    /// cols` (`cols` <= 16) are written.
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile(
+    pub(super) unsafe fn tile<const P: usize>(
         rows: usize,
         x: &[f32],
         k: usize,
-        panel: &[f32],
+        panels: [&[f32]; P],
         bias: &[f32],
         out: *mut f32,
         ldo: usize,
         cols: usize,
     ) {
+        assert!(x.len() >= rows * k && bias.len() >= 16 * P);
+        assert!(panels.iter().all(|p| p.len() >= k * 16));
+        let panels = panels.map(<[f32]>::as_ptr);
         macro_rules! by_rows {
             ($($n:literal)*) => {
                 match rows {
-                    $($n => kernel::<$n>(x.as_ptr(), k, panel.as_ptr(), bias.as_ptr(), out, ldo, cols),)*
+                    $($n => kernel::<$n, P>(x.as_ptr(), k, panels, bias.as_ptr(), out, ldo, cols),)*
                     _ => unreachable!("a tile has 1 to 16 rows"),
                 }
             };
@@ -169,85 +170,32 @@ mod avx512 {
         by_rows!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
     }
 
-    /// As [`tile`] for two adjacent panels (32 columns, the second cut to `cols`) and at
-    /// most 12 rows.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn pair(
-        rows: usize,
-        x: &[f32],
-        k: usize,
-        panels: [&[f32]; 2],
-        bias: &[f32],
-        out: *mut f32,
-        ldo: usize,
-        cols: usize,
-    ) {
-        macro_rules! by_rows {
-            ($($n:literal)*) => {
-                match rows {
-                    $($n => kernel_pair::<$n>(x.as_ptr(), k, panels[0].as_ptr(), panels[1].as_ptr(), bias.as_ptr(), out, ldo, cols),)*
-                    _ => unreachable!("a pair tile has 1 to 12 rows"),
-                }
-            };
-        }
-        by_rows!(1 2 3 4 5 6 7 8 9 10 11 12)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn kernel_pair<const R: usize>(
-        x: *const f32,
-        k: usize,
-        p0: *const f32,
-        p1: *const f32,
-        bias: *const f32,
-        out: *mut f32,
-        ldo: usize,
-        cols: usize,
-    ) {
-        let mut a0 = [_mm512_loadu_ps(bias); R];
-        let mut a1 = [_mm512_loadu_ps(bias.add(16)); R];
-        for i in 0..k {
-            _mm_prefetch::<_MM_HINT_T0>(p0.wrapping_add((i + PREFETCH_ROWS) * 16) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(p1.wrapping_add((i + PREFETCH_ROWS) * 16) as *const i8);
-            let b0 = _mm512_loadu_ps(p0.add(i * 16));
-            let b1 = _mm512_loadu_ps(p1.add(i * 16));
-            for r in 0..R {
-                let v = _mm512_set1_ps(*x.add(r * k + i));
-                a0[r] = _mm512_fmadd_ps(v, b0, a0[r]);
-                a1[r] = _mm512_fmadd_ps(v, b1, a1[r]);
-            }
-        }
-        let mask: __mmask16 = if cols >= 16 {
-            0xffff
-        } else {
-            (1u16 << cols) - 1
-        };
-        for r in 0..R {
-            _mm512_storeu_ps(out.add(r * ldo), a0[r]);
-            _mm512_mask_storeu_ps(out.add(r * ldo + 16), mask, a1[r]);
-        }
-    }
-
     /// How far ahead (in panel rows of 64 bytes) the weights are prefetched.
     const PREFETCH_ROWS: usize = 16;
 
+    /// `R` rows against `P` panels, all `R x P` sums in registers.
     #[target_feature(enable = "avx512f")]
-    unsafe fn kernel<const R: usize>(
+    unsafe fn kernel<const R: usize, const P: usize>(
         x: *const f32,
         k: usize,
-        panel: *const f32,
+        panels: [*const f32; P],
         bias: *const f32,
         out: *mut f32,
         ldo: usize,
         cols: usize,
     ) {
-        let mut acc = [_mm512_loadu_ps(bias); R];
+        let mut acc = [std::array::from_fn::<_, P, _>(|j| _mm512_loadu_ps(bias.add(16 * j))); R];
         for i in 0..k {
-            _mm_prefetch::<_MM_HINT_T0>(panel.wrapping_add((i + PREFETCH_ROWS) * 16) as *const i8);
-            let b = _mm512_loadu_ps(panel.add(i * 16));
-            for (r, a) in acc.iter_mut().enumerate() {
-                *a = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(r * k + i)), b, *a);
+            let b: [__m512; P] = std::array::from_fn(|j| {
+                let ahead = panels[j].wrapping_add((i + PREFETCH_ROWS) * 16);
+                _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+                _mm512_loadu_ps(panels[j].add(i * 16))
+            });
+            for (r, row) in acc.iter_mut().enumerate() {
+                let v = _mm512_set1_ps(*x.add(r * k + i));
+                for (a, b) in row.iter_mut().zip(&b) {
+                    *a = _mm512_fmadd_ps(v, *b, *a);
+                }
             }
         }
         let mask: __mmask16 = if cols >= 16 {
@@ -255,8 +203,11 @@ mod avx512 {
         } else {
             (1u16 << cols) - 1
         };
-        for (r, a) in acc.iter().enumerate() {
-            _mm512_mask_storeu_ps(out.add(r * ldo), mask, *a);
+        for (r, row) in acc.iter().enumerate() {
+            for (j, a) in row.iter().enumerate() {
+                let m = if j + 1 == P { mask } else { 0xffff };
+                _mm512_mask_storeu_ps(out.add(r * ldo + 16 * j), m, *a);
+            }
         }
     }
 }
