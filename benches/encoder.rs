@@ -50,6 +50,15 @@ fn claims_test() -> Vec<String> {
         .collect()
 }
 
+/// A bench's id: fp32 keeps the plain name (so earlier baselines still compare), int8 gets
+/// an `int8-` prefix.
+fn bench_id(precision: Precision, name: &str) -> String {
+    match precision {
+        Precision::Fp32 => name.to_string(),
+        Precision::Int8 => format!("int8-{name}"),
+    }
+}
+
 fn forward(c: &mut Criterion) {
     let mut model = encoder();
     let mut group = c.benchmark_group("forward");
@@ -59,11 +68,7 @@ fn forward(c: &mut Criterion) {
             let items = synthetic(batch, len);
             let refs: Vec<&TokenizedText> = items.iter().collect();
             group.throughput(Throughput::Elements(batch as u64));
-            // fp32 keeps its old ids (`b1xs16`) so earlier baselines still compare.
-            let id = match precision {
-                Precision::Fp32 => format!("b{batch}xs{len}"),
-                Precision::Int8 => format!("int8-b{batch}xs{len}"),
-            };
+            let id = bench_id(precision, &format!("b{batch}xs{len}"));
             group.bench_with_input(BenchmarkId::from_parameter(id), &refs, |b, refs| {
                 b.iter(|| model.features_with(refs, Pooling::Mean, true).unwrap())
             });
@@ -95,11 +100,8 @@ fn single_stream_pass(c: &mut Criterion) {
     group.throughput(Throughput::Elements(tokenized.len() as u64));
     for precision in [Precision::Fp32, Precision::Int8] {
         model.set_precision(precision).unwrap();
-        let id = match precision {
-            Precision::Fp32 => "claims-test",
-            Precision::Int8 => "int8-claims-test",
-        };
-        group.bench_function(id, |b| {
+        let id = bench_id(precision, "claims-test");
+        group.bench_function(&id, |b| {
             b.iter(|| {
                 for item in &tokenized {
                     model.features_with(&[item], Pooling::Mean, true).unwrap();
@@ -119,11 +121,8 @@ fn offline_pass(c: &mut Criterion) {
     group.throughput(Throughput::Elements(refs.len() as u64));
     for precision in [Precision::Fp32, Precision::Int8] {
         model.set_precision(precision).unwrap();
-        let id = match precision {
-            Precision::Fp32 => "claims-test",
-            Precision::Int8 => "int8-claims-test",
-        };
-        group.bench_function(id, |b| {
+        let id = bench_id(precision, "claims-test");
+        group.bench_function(&id, |b| {
             b.iter(|| {
                 let tokenized = model.encode(&refs).unwrap();
                 let lengths: Vec<usize> = tokenized.iter().map(TokenizedText::len).collect();
