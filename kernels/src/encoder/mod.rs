@@ -9,12 +9,13 @@
 //! and out) in int8 ([`crate::int8`]: per-column weight scales, per-token activation scales);
 //! LayerNorm, softmax, GELU and the residuals stay f32 in both.
 
-use crate::int8::{self, Int8Linear, QuantizedRows};
+use crate::int8::{Int8Linear, QuantizedRows};
 use crate::packed::{self, PackedLinear};
-use crate::{attention, gelu, layernorm, linear};
+use crate::{attention, gelu, layernorm};
 
 mod region;
 
+use region::{Block, Product};
 pub use region::{Blocks, REGION_MAX_TOKENS};
 
 /// Runs every block in place on `x` (`tokens x hidden`, sequences packed end to end): a
@@ -171,49 +172,7 @@ pub fn layer_forward(
     ws: &mut Workspace,
     threads: usize,
 ) {
-    let h = shape.hidden;
-    let tokens = x.len() / h;
-    let d = h / shape.heads;
-    let qkv = grow(&mut ws.qkv, tokens * 3 * h);
-    linear::linear_bias(x, tokens, &w.qkv_w, h, 3 * h, &w.qkv_b, threads, qkv);
-    let context = grow(&mut ws.context, tokens * h);
-    attention::packed_attention(
-        qkv,
-        seq_lens,
-        shape.heads,
-        d,
-        1.0 / (d as f32).sqrt(),
-        context,
-    );
-    let projected = grow(&mut ws.projected, tokens * h);
-    linear::linear_bias(
-        context, tokens, &w.out_w, h, h, &w.out_b, threads, projected,
-    );
-    layernorm::add_layer_norm_inplace(x, projected, &w.attn_norm.0, &w.attn_norm.1, shape.eps);
-    let ffn = grow(&mut ws.ffn, tokens * shape.intermediate);
-    linear::linear_bias(
-        x,
-        tokens,
-        &w.ffn_in_w,
-        h,
-        shape.intermediate,
-        &w.ffn_in_b,
-        threads,
-        ffn,
-    );
-    shape.activation.apply(ffn);
-    let projected = grow(&mut ws.projected, tokens * h);
-    linear::linear_bias(
-        ffn,
-        tokens,
-        &w.ffn_out_w,
-        shape.intermediate,
-        h,
-        &w.ffn_out_b,
-        threads,
-        projected,
-    );
-    layernorm::add_layer_norm_inplace(x, projected, &w.ffn_norm.0, &w.ffn_norm.1, shape.eps);
+    block_forward(x, seq_lens, w, shape, ws, threads)
 }
 
 /// [`layer_forward`] with the matrix products in int8: each product's input rows are
@@ -227,29 +186,38 @@ pub fn layer_forward_int8(
     ws: &mut Workspace,
     threads: usize,
 ) {
+    block_forward(x, seq_lens, w, shape, ws, threads)
+}
+
+/// One block, each product parallel on its own, in either precision.
+fn block_forward(
+    x: &mut [f32],
+    seq_lens: &[usize],
+    w: &impl Block,
+    shape: &Shape,
+    ws: &mut Workspace,
+    threads: usize,
+) {
     let h = shape.hidden;
     let tokens = x.len() / h;
     let d = h / shape.heads;
     let q = &mut ws.quantized;
     let qkv = grow(&mut ws.qkv, tokens * 3 * h);
-    int8::linear_f32(x, &w.qkv, None, threads, q, qkv);
+    w.whole_product(Product::Qkv, x, tokens, None, threads, q, qkv);
     let context = grow(&mut ws.context, tokens * h);
-    attention::packed_attention(
-        qkv,
-        seq_lens,
-        shape.heads,
-        d,
-        1.0 / (d as f32).sqrt(),
-        context,
-    );
+    let scale = 1.0 / (d as f32).sqrt();
+    attention::packed_attention(qkv, seq_lens, shape.heads, d, scale, context);
     let projected = grow(&mut ws.projected, tokens * h);
-    int8::linear_f32(context, &w.out, None, threads, q, projected);
-    layernorm::add_layer_norm_inplace(x, projected, &w.attn_norm.0, &w.attn_norm.1, shape.eps);
+    w.whole_product(Product::Out, context, tokens, None, threads, q, projected);
+    let (gamma, beta) = w.attn_norm();
+    layernorm::add_layer_norm_inplace(x, projected, gamma, beta, shape.eps);
     let ffn = grow(&mut ws.ffn, tokens * shape.intermediate);
-    int8::linear_f32(x, &w.ffn_in, Some(shape.activation), threads, q, ffn);
+    let act = Some(shape.activation);
+    w.whole_product(Product::FfnIn, x, tokens, act, threads, q, ffn);
     let projected = grow(&mut ws.projected, tokens * h);
-    int8::linear_f32(ffn, &w.ffn_out, None, threads, q, projected);
-    layernorm::add_layer_norm_inplace(x, projected, &w.ffn_norm.0, &w.ffn_norm.1, shape.eps);
+    w.whole_product(Product::FfnOut, ffn, tokens, None, threads, q, projected);
+    let (gamma, beta) = w.ffn_norm();
+    layernorm::add_layer_norm_inplace(x, projected, gamma, beta, shape.eps);
 }
 
 /// Embedding sum (word + position + token type) followed by LayerNorm, into `out`

@@ -98,7 +98,7 @@ struct Buffers {
 
 /// The four products of a block.
 #[derive(Clone, Copy)]
-enum Product {
+pub(super) enum Product {
     Qkv,
     Out,
     FfnIn,
@@ -107,7 +107,7 @@ enum Product {
 
 /// A block's weights as the region uses them: its products computed for a share of the
 /// output columns, and its two LayerNorms.
-trait Block {
+pub(super) trait Block {
     /// Output columns of `product`.
     fn width(&self, product: Product) -> usize;
 
@@ -135,6 +135,20 @@ trait Block {
         act: Option<Activation>,
         quantized: &QuantizedRows,
         out: *mut f32,
+    );
+
+    /// `out = act(input · w + b)` for all columns, parallel on its own over `threads` (the
+    /// path for batches too large for one region).
+    #[allow(clippy::too_many_arguments)]
+    fn whole_product(
+        &self,
+        product: Product,
+        input: &[f32],
+        rows: usize,
+        act: Option<Activation>,
+        threads: usize,
+        quantized: &mut QuantizedRows,
+        out: &mut [f32],
     );
 
     fn attn_norm(&self) -> &(Vec<f32>, Vec<f32>);
@@ -290,6 +304,24 @@ impl Block for LayerWeights {
         }
     }
 
+    fn whole_product(
+        &self,
+        product: Product,
+        input: &[f32],
+        rows: usize,
+        act: Option<Activation>,
+        threads: usize,
+        _quantized: &mut QuantizedRows,
+        out: &mut [f32],
+    ) {
+        let (w, b) = self.matrix(product);
+        let (k, n) = (input.len() / rows.max(1), b.len());
+        linear::linear_bias(input, rows, w, k, n, b, threads, out);
+        if let Some(act) = act {
+            act.apply(out);
+        }
+    }
+
     fn attn_norm(&self) -> &(Vec<f32>, Vec<f32>) {
         &self.attn_norm
     }
@@ -338,6 +370,20 @@ impl Block for Int8LayerWeights {
         let w = self.matrix(product);
         let panels = cols.start / PANEL..cols.end.div_ceil(PANEL);
         int8::linear_panels(quantized, w, act, panels, out);
+    }
+
+    /// The activation runs in the product's epilogue, on each tile while it is in cache.
+    fn whole_product(
+        &self,
+        product: Product,
+        input: &[f32],
+        _rows: usize,
+        act: Option<Activation>,
+        threads: usize,
+        quantized: &mut QuantizedRows,
+        out: &mut [f32],
+    ) {
+        int8::linear_f32(input, self.matrix(product), act, threads, quantized, out);
     }
 
     fn attn_norm(&self) -> &(Vec<f32>, Vec<f32>) {
