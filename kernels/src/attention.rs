@@ -185,6 +185,33 @@ fn softmax_body(scores: &mut [f32], width: usize) {
     }
 }
 
+/// Gradient of `y = softmax(scale * s)` over rows of `width`, from `y` and the output's
+/// gradient `g`: `ds = scale * y * (g - Σ g y)`.
+pub fn softmax_backward_rows(y: &[f32], g: &[f32], width: usize, scale: f32) -> Vec<f32> {
+    assert!(width > 0 && y.len() == g.len() && y.len().is_multiple_of(width));
+    let mut ds = vec![0.0f32; y.len()];
+    softmax_backward_into(y, g, width, scale, &mut ds);
+    ds
+}
+
+crate::multiversion! {
+    fn softmax_backward_into(y: &[f32], g: &[f32], width: usize, scale: f32, ds: &mut [f32]) => softmax_backward_body
+}
+
+#[inline(always)]
+fn softmax_backward_body(y: &[f32], g: &[f32], width: usize, scale: f32, ds: &mut [f32]) {
+    for ((yr, gr), dr) in y
+        .chunks_exact(width)
+        .zip(g.chunks_exact(width))
+        .zip(ds.chunks_exact_mut(width))
+    {
+        let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
+        for ((d, &yv), &gv) in dr.iter_mut().zip(yr).zip(gr) {
+            *d = scale * yv * (gv - dot);
+        }
+    }
+}
+
 /// The reference: the textbook computation in f64, one head of one sequence at a time.
 pub fn packed_attention_reference(
     qkv: &[f32],
@@ -226,6 +253,36 @@ pub fn packed_attention_reference(
 mod tests {
     use super::*;
     use crate::test_values;
+
+    #[test]
+    fn softmax_backward_matches_finite_differences() {
+        // d/ds_j of Σ_i g_i softmax(scale * s)_i, by central differences in f64.
+        for width in [1usize, 5, 64, 161] {
+            let s = test_values(width, 21, 2.0);
+            let g = test_values(width, 22, 1.0);
+            let scale = 0.125f32;
+            let softmax = |s: &[f64]| {
+                let max = s.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = s.iter().map(|v| (v - max).exp()).collect();
+                let total: f64 = e.iter().sum();
+                e.into_iter().map(|v| v / total).collect::<Vec<_>>()
+            };
+            let scaled: Vec<f64> = s.iter().map(|&v| v as f64 * scale as f64).collect();
+            let y64 = softmax(&scaled);
+            let y: Vec<f32> = y64.iter().map(|&v| v as f32).collect();
+            let ds = softmax_backward_rows(&y, &g, width, scale);
+            let objective =
+                |s: &[f64]| -> f64 { softmax(s).iter().zip(&g).map(|(a, b)| a * *b as f64).sum() };
+            for j in 0..width {
+                let h = 1e-4;
+                let (mut up, mut down) = (scaled.clone(), scaled.clone());
+                up[j] += h;
+                down[j] -= h;
+                let want = scale as f64 * (objective(&up) - objective(&down)) / (2.0 * h);
+                assert!((ds[j] as f64 - want).abs() <= 1e-5, "{} vs {want}", ds[j]);
+            }
+        }
+    }
 
     #[test]
     fn matches_reference_on_ragged_batches() {

@@ -151,6 +151,80 @@ unsafe fn gemm_cols(
     );
 }
 
+/// `out = x · wᵀ + bias` with `w` as PyTorch stores it, `n x k` row-major: training reads
+/// its weights where they live instead of keeping an `[in, out]` copy in step with them.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_bias_nt(
+    x: &[f32],
+    rows: usize,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    bias: &[f32],
+    threads: usize,
+    out: &mut [f32],
+) {
+    assert!(x.len() == rows * k && w.len() == n * k && bias.len() == n && out.len() == rows * n);
+    if rows == 0 {
+        return;
+    }
+    for row in out.chunks_exact_mut(n) {
+        row.copy_from_slice(bias);
+    }
+    let parallelism = if threads >= 2 && rows * k * n >= PARALLEL_MIN_MACS {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: sizes checked above; `out` is written by this call alone. Column `c` of `wᵀ`
+    // is row `c` of `w`: column stride `k`, row stride 1.
+    unsafe {
+        gemm(
+            rows,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// The bias gradient of a linear layer: the column sums of `g` (`rows x width`), summed row
+/// after row so each row is read once, in order.
+pub fn sum_rows(g: &[f32], width: usize) -> Vec<f32> {
+    assert!(width > 0 && g.len().is_multiple_of(width));
+    let mut sums = vec![0.0f32; width];
+    sum_rows_into(g, &mut sums);
+    sums
+}
+
+crate::multiversion! {
+    fn sum_rows_into(g: &[f32], sums: &mut [f32]) => sum_rows_body
+}
+
+#[inline(always)]
+fn sum_rows_body(g: &[f32], sums: &mut [f32]) {
+    for row in g.chunks_exact(sums.len()) {
+        for (s, v) in sums.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
+}
+
 /// The reference: triple loop in f64.
 pub fn linear_bias_reference(
     x: &[f32],
@@ -177,6 +251,47 @@ pub fn linear_bias_reference(
 mod tests {
     use super::*;
     use crate::test_values;
+
+    #[test]
+    fn pytorch_layout_matches_the_reference_on_odd_shapes() {
+        for (rows, k, n) in [
+            (1usize, 1usize, 1usize),
+            (3, 5, 7),
+            (17, 33, 65),
+            (70, 384, 1536),
+        ] {
+            let x = test_values(rows * k, 4, 1.0);
+            let w_nk = test_values(n * k, 5, 1.0);
+            let b = test_values(n, 6, 1.0);
+            let w_kn: Vec<f32> = (0..k * n).map(|i| w_nk[(i % n) * k + i / n]).collect();
+            let want = linear_bias_reference(&x, rows, &w_kn, k, n, &b);
+            for threads in [1, 2] {
+                let mut out = vec![f32::NAN; rows * n];
+                linear_bias_nt(&x, rows, &w_nk, k, n, &b, threads, &mut out);
+                for (o, e) in out.iter().zip(&want) {
+                    assert!(
+                        (o - e).abs() <= 1e-4 * (k as f32).sqrt(),
+                        "{o} vs {e} ({rows}x{k}x{n}, {threads} threads)"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn row_sums_match_f64_sums() {
+        for (rows, width) in [(1usize, 1usize), (7, 3), (1000, 17), (64, 1536)] {
+            let g = test_values(rows * width, 7, 2.0);
+            let sums = sum_rows(&g, width);
+            for (c, s) in sums.iter().enumerate() {
+                let want: f64 = (0..rows).map(|r| g[r * width + c] as f64).sum();
+                assert!(
+                    (*s as f64 - want).abs() <= 1e-5 * rows as f64,
+                    "{s} vs {want}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn matches_reference_on_odd_shapes_single_and_multi_threaded() {

@@ -6,6 +6,7 @@
 //! batch. This one packs sequences without padding, so a batch costs its real tokens.
 
 pub mod config;
+mod grad_ops;
 pub mod head;
 mod ops;
 pub mod save;

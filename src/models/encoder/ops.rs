@@ -3,13 +3,14 @@
 //! `taskbench-kernels` path instead (see `transformer.rs`). Tested on CPU against the same
 //! references as the fused path.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::config::Activation;
+use super::grad_ops::{GeluErf, LayerNormOp, LinearOp, MaskedSoftmaxOp, ScaleByMask};
 
 /// Dropout as the checkpoint's config sets it, with its own seeded random stream so that a
 /// training run is reproducible (and a resumed one continues identically).
@@ -49,6 +50,9 @@ impl Dropout {
                 })
                 .collect()
         };
+        if on_cpu_f32(xs) {
+            return xs.contiguous()?.apply_op1(ScaleByMask { mask });
+        }
         let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
         xs * mask
     }
@@ -71,7 +75,12 @@ impl Dropout {
 
 /// `act(x · w^T + bias)`; `x` is `(rows, in)`, `w` is `(out, in)` as HF stores it.
 pub fn linear(xs: &Tensor, w: &Tensor, bias: &Tensor, act: Option<Activation>) -> Result<Tensor> {
-    let ys = xs.matmul(&w.t()?)?.broadcast_add(bias)?;
+    let ys = if on_cpu_f32(xs) && xs.rank() == 2 {
+        xs.contiguous()?
+            .apply_op3_arc(&w.contiguous()?, bias, Arc::new(Box::new(LinearOp)))?
+    } else {
+        xs.matmul(&w.t()?)?.broadcast_add(bias)?
+    };
     match act {
         None => Ok(ys),
         Some(act) => activation(&ys, act),
@@ -82,9 +91,7 @@ fn activation(xs: &Tensor, act: Activation) -> Result<Tensor> {
     match act {
         // candle evaluates erf in f64 per element, forward and backward; on CPU the
         // vectorised kernels do both (a twentieth of a training step).
-        Activation::GeluErf if xs.device().is_cpu() && xs.dtype() == DType::F32 => {
-            xs.contiguous()?.apply_op1(GeluErf)
-        }
+        Activation::GeluErf if on_cpu_f32(xs) => xs.contiguous()?.apply_op1(GeluErf),
         Activation::GeluErf => xs.gelu_erf(),
         Activation::GeluTanh => xs.gelu(),
         Activation::Relu => xs.relu(),
@@ -106,13 +113,13 @@ pub fn add_layer_norm(
     if !differentiable {
         return candle_nn::ops::layer_norm(&x.contiguous()?, gamma, beta, eps as f32);
     }
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if on_cpu_f32(&x) {
         // One op that keeps only its input for backward, where the composition below keeps
         // nine intermediates per LayerNorm (a sixth of training's peak memory).
         return x.contiguous()?.apply_op3_arc(
             gamma,
             beta,
-            std::sync::Arc::new(Box::new(LayerNormOp { eps: eps as f32 })),
+            Arc::new(Box::new(LayerNormOp { eps: eps as f32 })),
         );
     }
     let x = x.to_dtype(DType::F32)?;
@@ -163,17 +170,30 @@ pub fn packed_attention(
             .contiguous()
     };
     let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-    let mut scores = (q.matmul(&k.t()?)? * scale)?;
-    if let Some(layout) = &layout {
-        let mask = Tensor::new(layout.key_mask.as_slice(), device)?
-            .reshape((batch, 1, 1, longest))?
-            .to_dtype(scores.dtype())?;
-        scores = scores.broadcast_add(&mask)?;
-    }
+    let scores = q.matmul(&k.t()?)?;
+    let probs = if dropout.is_some() && on_cpu_f32(&scores) {
+        let op = MaskedSoftmaxOp {
+            scale: scale as f32,
+            key_lens: seq_lens.to_vec(),
+        };
+        scores.apply_op1(op)?
+    } else {
+        let mut scores = (scores * scale)?;
+        if let Some(layout) = &layout {
+            let mask = Tensor::new(layout.key_mask.as_slice(), device)?
+                .reshape((batch, 1, 1, longest))?
+                .to_dtype(scores.dtype())?;
+            scores = scores.broadcast_add(&mask)?;
+        }
+        match dropout {
+            // candle-nn's fused softmax_last_dim has no backward.
+            Some(_) => candle_nn::ops::softmax(&scores, D::Minus1)?,
+            None => candle_nn::ops::softmax_last_dim(&scores)?,
+        }
+    };
     let probs = match dropout {
-        // candle-nn's fused softmax_last_dim has no backward.
-        Some(dropout) => dropout.apply(&softmax_with_grad(&scores)?, dropout.attention)?,
-        None => candle_nn::ops::softmax_last_dim(&scores)?,
+        Some(dropout) => dropout.apply(&probs, dropout.attention)?,
+        None => probs,
     };
     let context = probs
         .matmul(&v)?
@@ -225,158 +245,7 @@ impl PaddedLayout {
     }
 }
 
-/// GELU (erf form) on CPU through `taskbench-kernels`, with its backward.
-struct GeluErf;
-
-/// The GELU derivative at each input, for [`GeluErf`]'s backward.
-struct GeluErfDerivative;
-
-fn map_cpu_f32(
-    storage: &CpuStorage,
-    layout: &Layout,
-    name: &str,
-    f: fn(&mut [f32]),
-) -> Result<(CpuStorage, Shape)> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("{name}: expected f32");
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{name}: expected a contiguous tensor");
-    };
-    let mut out = data[start..end].to_vec();
-    f(&mut out);
-    Ok((CpuStorage::F32(out), layout.shape().clone()))
-}
-
-impl CustomOp1 for GeluErf {
-    fn name(&self) -> &'static str {
-        "gelu-erf"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        map_cpu_f32(
-            storage,
-            layout,
-            self.name(),
-            taskbench_kernels::gelu::gelu_erf_inplace,
-        )
-    }
-
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let derivative = arg.contiguous()?.apply_op1_no_bwd(&GeluErfDerivative)?;
-        Ok(Some(grad_res.mul(&derivative)?))
-    }
-}
-
-impl CustomOp1 for GeluErfDerivative {
-    fn name(&self) -> &'static str {
-        "gelu-erf-derivative"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        map_cpu_f32(
-            storage,
-            layout,
-            self.name(),
-            taskbench_kernels::gelu::gelu_erf_derivative_inplace,
-        )
-    }
-}
-
-/// Softmax over the last dimension that records gradients: on CPU one op whose backward
-/// needs only its output (`dx = y * (g - sum(g * y))`); elsewhere candle's composition.
-fn softmax_with_grad(xs: &Tensor) -> Result<Tensor> {
-    if xs.device().is_cpu() && xs.dtype() == DType::F32 {
-        return xs.contiguous()?.apply_op1(SoftmaxOp);
-    }
-    candle_nn::ops::softmax(xs, D::Minus1)
-}
-
-struct SoftmaxOp;
-
-impl CustomOp1 for SoftmaxOp {
-    fn name(&self) -> &'static str {
-        "softmax-with-grad"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let width = *layout.shape().dims().last().unwrap_or(&1);
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("softmax-with-grad: expected f32");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("softmax-with-grad: expected a contiguous tensor");
-        };
-        let mut out = data[start..end].to_vec();
-        taskbench_kernels::attention::softmax_rows(&mut out, width.max(1));
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-
-    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let dot = (grad_res * res)?.sum_keepdim(D::Minus1)?;
-        Ok(Some((grad_res.broadcast_sub(&dot)? * res)?))
-    }
-}
-
-/// LayerNorm over the last dimension of `x` with `gamma` and `beta`, recording gradients
-/// for all three while saving only `x` (the backward recomputes the normalised values).
-struct LayerNormOp {
-    eps: f32,
-}
-
-impl CustomOp3 for LayerNormOp {
-    fn name(&self) -> &'static str {
-        "layer-norm-with-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let slice = |s: &'_ CpuStorage, l: &Layout| -> Result<Vec<f32>> {
-            let CpuStorage::F32(data) = s else {
-                candle_core::bail!("layer-norm-with-grad: expected f32");
-            };
-            let Some((start, end)) = l.contiguous_offsets() else {
-                candle_core::bail!("layer-norm-with-grad: expected contiguous tensors");
-            };
-            Ok(data[start..end].to_vec())
-        };
-        let (mut x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        taskbench_kernels::layernorm::layer_norm_inplace(&mut x, &gamma, &beta, self.eps);
-        Ok((CpuStorage::F32(x), l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        _beta: &Tensor,
-        _res: &Tensor,
-        g: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let width = gamma.dim(0)?;
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centered = x.broadcast_sub(&mean)?;
-        let rstd = (centered.sqr()?.mean_keepdim(D::Minus1)? + self.eps as f64)?
-            .sqrt()?
-            .recip()?;
-        let x_hat = centered.broadcast_mul(&rstd)?;
-        let rows = x.elem_count() / width;
-        let d_gamma = (g * &x_hat)?.reshape((rows, width))?.sum(0)?;
-        let d_beta = g.reshape((rows, width))?.sum(0)?;
-        let g_gamma = g.broadcast_mul(gamma)?;
-        let mean_gg = g_gamma.mean_keepdim(D::Minus1)?;
-        let mean_gg_xhat = (&g_gamma * &x_hat)?.mean_keepdim(D::Minus1)?;
-        let dx = g_gamma
-            .broadcast_sub(&mean_gg)?
-            .sub(&x_hat.broadcast_mul(&mean_gg_xhat)?)?
-            .broadcast_mul(&rstd)?;
-        Ok((Some(dx), Some(d_gamma), Some(d_beta)))
-    }
+/// Whether the CPU training ops of [`super::grad_ops`] apply.
+fn on_cpu_f32(xs: &Tensor) -> bool {
+    xs.device().is_cpu() && xs.dtype() == DType::F32
 }
