@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Result, Tensor, D};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::config::Activation;
@@ -38,23 +38,37 @@ impl Dropout {
         }
         let keep = 1.0 - p;
         let scale = 1.0 / keep;
-        let mask: Vec<f32> = {
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            (0..xs.elem_count())
-                .map(|_| {
-                    if rng.random::<f32>() < keep {
-                        scale
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
-        };
+        let mask = self.mask(xs.elem_count(), keep, scale);
         if on_cpu_f32(xs) {
             return xs.contiguous()?.apply_op1(ScaleByMask { mask });
         }
         let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
         xs * mask
+    }
+
+    /// `scale` where a uniform draw from the stream is below `keep`, else 0: one 32-bit word
+    /// per value, as `rng.random::<f32>()` draws, in chunks generated in parallel from their
+    /// own positions in the stream (the same mask as drawing one value after another).
+    fn mask(&self, len: usize, keep: f32, scale: f32) -> Vec<f32> {
+        use rand::RngCore;
+        use rayon::prelude::*;
+        const CHUNK: usize = 1 << 15;
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let start = rng.get_word_pos();
+        let mut mask = vec![0.0f32; len];
+        mask.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(chunk, values)| {
+                let mut stream = rng.clone();
+                stream.set_word_pos(start + (chunk * CHUNK) as u128);
+                for v in values {
+                    // rand's f32 from a u32: its top 24 bits times 2^-24.
+                    let uniform = (stream.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32);
+                    *v = if uniform < keep { scale } else { 0.0 };
+                }
+            });
+        rng.set_word_pos(start + len as u128);
+        mask
     }
 
     /// The random stream's position, to checkpoint it.
@@ -248,4 +262,26 @@ impl PaddedLayout {
 /// Whether the CPU training ops of [`super::grad_ops`] apply.
 fn on_cpu_f32(xs: &Tensor) -> bool {
     xs.device().is_cpu() && xs.dtype() == DType::F32
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::Rng;
+
+    use super::*;
+
+    #[test]
+    fn dropout_masks_equal_drawing_one_value_after_another() {
+        let dropout = Dropout::new(0.1, 0.1, 0.1, 7);
+        let mut sequential = ChaCha8Rng::seed_from_u64(7);
+        // Two masks (the second starts mid-stream), longer than a chunk and not a multiple.
+        for len in [100_003usize, 70_001] {
+            let mask = dropout.mask(len, 0.9, 2.0);
+            let want: Vec<f32> = (0..len)
+                .map(|_| if sequential.random::<f32>() < 0.9 { 2.0 } else { 0.0 })
+                .collect();
+            assert_eq!(mask, want);
+            assert_eq!(dropout.word_pos(), sequential.get_word_pos());
+        }
+    }
 }
