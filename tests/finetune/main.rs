@@ -12,4 +12,5 @@ mod errors;
 mod gradients;
 mod head_only;
 mod outputs;
+mod pytorch_steps;
 mod resume;

@@ -154,8 +154,9 @@ impl PackedBatch {
 /// A linear layer, weight `[out, in]` as HF stores it.
 ///
 /// A fused layer (Q, K and V as one product) keeps its parts too: when they are trainable
-/// variables, the training forward concatenates them afresh so that gradients reach each one
-/// and updates are seen (the concatenation made at load is a copy).
+/// variables, every forward concatenates them afresh, so that gradients reach each one and
+/// updates are seen by the training forward and by the evaluations between epochs alike (the
+/// concatenation made at load is a copy of the starting weights).
 #[derive(Clone)]
 pub struct Linear {
     weight: Tensor,
@@ -214,14 +215,9 @@ impl Linear {
         &self.bias
     }
 
-    /// `act(xs · W^T + b)` for `xs` of shape `(rows, in)`; `training` re-reads fused parts.
-    pub fn forward_act(
-        &self,
-        xs: &Tensor,
-        act: Option<Activation>,
-        training: bool,
-    ) -> Result<Tensor> {
-        if training && !self.parts.is_empty() {
+    /// `act(xs · W^T + b)` for `xs` of shape `(rows, in)`.
+    pub fn forward_act(&self, xs: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+        if self.parts.first().is_some_and(|(w, _)| w.is_variable()) {
             let (weight, bias) = concat(&self.parts)?;
             return ops::linear(xs, &weight, &bias, act);
         }
@@ -237,7 +233,7 @@ fn concat(parts: &[(Tensor, Tensor)]) -> Result<(Tensor, Tensor)> {
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.forward_act(xs, None, false)
+        self.forward_act(xs, None)
     }
 }
 
@@ -404,13 +400,13 @@ impl Layer {
             Some(d) => d.apply(&t, d.hidden),
             None => Ok(t),
         };
-        let qkv = self.qkv.forward_act(xs, None, training)?;
+        let qkv = self.qkv.forward_act(xs, None)?;
         let context =
             ops::packed_attention(&qkv, &batch.seq_lens, shape.heads, shape.head_dim, dropout)?;
-        let attended = drop(self.attn_out.forward_act(&context, None, training)?)?;
+        let attended = drop(self.attn_out.forward_act(&context, None)?)?;
         let xs = self.attn_norm.forward_residual(&attended, xs, training)?;
-        let hidden = self.ffn_in.forward_act(&xs, Some(act), training)?;
-        let out = drop(self.ffn_out.forward_act(&hidden, None, training)?)?;
+        let hidden = self.ffn_in.forward_act(&xs, Some(act))?;
+        let out = drop(self.ffn_out.forward_act(&hidden, None)?)?;
         self.ffn_norm.forward_residual(&out, &xs, training)
     }
 }
