@@ -278,7 +278,13 @@ mod tests {
         for len in [100_003usize, 70_001] {
             let mask = dropout.mask(len, 0.9, 2.0);
             let want: Vec<f32> = (0..len)
-                .map(|_| if sequential.random::<f32>() < 0.9 { 2.0 } else { 0.0 })
+                .map(|_| {
+                    if sequential.random::<f32>() < 0.9 {
+                        2.0
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
             assert_eq!(mask, want);
             assert_eq!(dropout.word_pos(), sequential.get_word_pos());
