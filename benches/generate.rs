@@ -3,9 +3,10 @@
 //! 64 tokens after it.
 //!
 //! Run with `make bench` (needs `make models`). Threads follow `TASKBENCH_BENCH_THREADS`
-//! (default 2, the anchors' setting).
+//! (default 2, the anchors' setting); `TASKBENCH_BENCH_GGUF` names another GGUF file (a
+//! re-quantization of the same model, say), benchmarked under its file name.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use taskbench::models::causal::llama::{KvCache, Logits};
@@ -20,9 +21,25 @@ fn model() -> CausalLm {
         .and_then(|t| t.parse().ok())
         .unwrap_or(2);
     taskbench::runtime::configure_threads(Some(threads));
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    CausalLm::load(&path, None).expect("run `make models` first")
+    CausalLm::load(&model_path(), None).expect("run `make models` first")
+}
+
+fn model_path() -> PathBuf {
+    match std::env::var_os("TASKBENCH_BENCH_GGUF") {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    }
+}
+
+/// The benchmark group: `smollm2-q4_1` for the shipped model, else the file's name.
+fn group_name() -> String {
+    match std::env::var_os("TASKBENCH_BENCH_GGUF") {
+        Some(_) => model_path()
+            .file_stem()
+            .map_or_else(|| "gguf".into(), |s| s.to_string_lossy().to_lowercase()),
+        None => "smollm2-q4_1".into(),
+    }
 }
 
 /// The anchor's synthetic prompt: ids 100 + 37·i mod 40000.
@@ -36,7 +53,7 @@ fn generation(c: &mut Criterion) {
     let lm = model();
     let llama = lm.model();
     let prompt = prompt();
-    let mut group = c.benchmark_group("smollm2-q4_1");
+    let mut group = c.benchmark_group(group_name());
     group.sample_size(10);
     group.throughput(Throughput::Elements(PROMPT_TOKENS as u64));
     group.bench_function("prefill-128", |b| {

@@ -212,14 +212,13 @@ impl QuantizedActs {
             self.s.clear();
             self.corr.resize(m * nb * 8, 0);
         }
-        quantize_blocks(
-            kind,
-            x,
-            &mut self.qs,
-            &mut self.d,
-            &mut self.s,
-            &mut self.corr,
-        );
+        let (qs, d, s, corr) = (&mut self.qs, &mut self.d, &mut self.s, &mut self.corr);
+        #[cfg(target_arch = "x86_64")]
+        if crate::has_avx512() {
+            // SAFETY: AVX-512 F is present.
+            return unsafe { vnni::quantize_blocks(kind, x, qs, d, s, corr) };
+        }
+        quantize_blocks(kind, x, qs, d, s, corr);
     }
 
     /// Rows.
@@ -321,14 +320,29 @@ fn quantize_blocks_body(
         .zip(qs.chunks_exact_mut(BLOCK))
         .enumerate()
     {
-        let (d_exact, d_half, sum) = quantize_block(xb, qb);
-        d[b] = d_half;
-        match kind {
-            QuantKind::Q4_1 => s[b] = f16_to_f32(f32_to_f16(d_exact * sum as f32)),
-            QuantKind::Q8_0 => {
-                for (lane, q4) in corr[b * 8..b * 8 + 8].iter_mut().zip(qb.chunks_exact(4)) {
-                    *lane = -128 * q4.iter().map(|&q| q as i32).sum::<i32>();
-                }
+        let scales = quantize_block(xb, qb);
+        block_extras(kind, b, qb, scales, d, s, corr);
+    }
+}
+
+/// A quantized block's `d`, and its `s` (Q8_1) or correction lanes (Q8_0), from its codes
+/// and [`quantize_block`]'s `(d, f16(d), Σcodes)`.
+#[inline(always)]
+fn block_extras(
+    kind: QuantKind,
+    b: usize,
+    qb: &[i8],
+    (d_exact, d_half, sum): (f32, f32, i32),
+    d: &mut [f32],
+    s: &mut [f32],
+    corr: &mut [i32],
+) {
+    d[b] = d_half;
+    match kind {
+        QuantKind::Q4_1 => s[b] = f16_to_f32(f32_to_f16(d_exact * sum as f32)),
+        QuantKind::Q8_0 => {
+            for (lane, q4) in corr[b * 8..b * 8 + 8].iter_mut().zip(qb.chunks_exact(4)) {
+                *lane = -128 * q4.iter().map(|&q| q as i32).sum::<i32>();
             }
         }
     }
@@ -667,6 +681,45 @@ mod avx2 {
 mod vnni {
     use super::*;
     use std::arch::x86_64::*;
+
+    /// [`super::quantize_blocks`] with each block's codes, scale and sum from two vectors:
+    /// the same arithmetic (max of |x|, `x · 127/amax` rounded half to even), so the same
+    /// bytes, at a fraction of the scalar loop's cost (a sixth of a prefill's time).
+    ///
+    /// # Safety
+    /// AVX-512 F is present.
+    #[target_feature(enable = "avx512f,avx512vl,fma")]
+    pub(super) unsafe fn quantize_blocks(
+        kind: QuantKind,
+        x: &[f32],
+        qs: &mut [i8],
+        d: &mut [f32],
+        s: &mut [f32],
+        corr: &mut [i32],
+    ) {
+        for (b, (xb, qb)) in x
+            .chunks_exact(BLOCK)
+            .zip(qs.chunks_exact_mut(BLOCK))
+            .enumerate()
+        {
+            let lo = _mm512_loadu_ps(xb.as_ptr());
+            let hi = _mm512_loadu_ps(xb.as_ptr().add(16));
+            let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+            let d_exact = amax / 127.0;
+            let id = _mm512_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+            const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+            let code = |v: __m512| {
+                _mm512_cvtps_epi32(_mm512_roundscale_ps::<NEAREST>(_mm512_mul_ps(v, id)))
+            };
+            let (qlo, qhi) = (code(lo), code(hi));
+            let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
+            let out = qb.as_mut_ptr() as *mut __m128i;
+            _mm_storeu_si128(out, _mm512_cvtepi32_epi8(qlo));
+            _mm_storeu_si128(out.add(1), _mm512_cvtepi32_epi8(qhi));
+            let d_half = f16_to_f32(f32_to_f16(d_exact));
+            block_extras(kind, b, qb, (d_exact, d_half, sum), d, s, corr);
+        }
+    }
 
     /// How many rows ahead the direct kernel prefetches.
     const PREFETCH_ROWS: usize = 8;
@@ -1359,6 +1412,34 @@ mod tests {
         dequantize_row(QuantKind::Q8_0, &q8, &mut out);
         for (j, &v) in out.iter().enumerate() {
             assert_eq!(v, (j as f32 - 16.0) * 0.125);
+        }
+    }
+
+    #[test]
+    fn vector_and_scalar_activation_quantizers_agree() {
+        // The AVX-512 quantizer (taken where available) against the loop other CPUs run.
+        let k = 32 * 7;
+        let mut x = test_values(9 * k, 12, 4.0);
+        x[..32].fill(0.0);
+        for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
+            let got = QuantizedActs::new(kind, &x, k);
+            let blocks = x.len() / BLOCK;
+            let (mut qs, mut d) = (vec![0i8; x.len()], vec![0.0f32; blocks]);
+            let mut s = vec![0.0f32; if kind == QuantKind::Q4_1 { blocks } else { 0 }];
+            let mut corr = vec![
+                0i32;
+                if kind == QuantKind::Q8_0 {
+                    blocks * 8
+                } else {
+                    0
+                }
+            ];
+            quantize_blocks(kind, &x, &mut qs, &mut d, &mut s, &mut corr);
+            assert_eq!(
+                (got.qs, got.d, got.s, got.corr),
+                (qs, d, s, corr),
+                "{kind:?}"
+            );
         }
     }
 
