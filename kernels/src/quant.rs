@@ -315,12 +315,27 @@ fn quantize_blocks_body(
     s: &mut [f32],
     corr: &mut [i32],
 ) {
+    blocks_with(kind, x, qs, d, s, corr, quantize_block);
+}
+
+/// Every block of `x` quantized by `block` (returning `(d, f16(d), Σcodes)`, as
+/// [`quantize_block`] does), with its scale and `s` or correction lanes filled in.
+#[inline(always)]
+fn blocks_with(
+    kind: QuantKind,
+    x: &[f32],
+    qs: &mut [i8],
+    d: &mut [f32],
+    s: &mut [f32],
+    corr: &mut [i32],
+    mut block: impl FnMut(&[f32], &mut [i8]) -> (f32, f32, i32),
+) {
     for (b, (xb, qb)) in x
         .chunks_exact(BLOCK)
         .zip(qs.chunks_exact_mut(BLOCK))
         .enumerate()
     {
-        let scales = quantize_block(xb, qb);
+        let scales = block(xb, qb);
         block_extras(kind, b, qb, scales, d, s, corr);
     }
 }
@@ -697,11 +712,15 @@ mod vnni {
         s: &mut [f32],
         corr: &mut [i32],
     ) {
-        for (b, (xb, qb)) in x
-            .chunks_exact(BLOCK)
-            .zip(qs.chunks_exact_mut(BLOCK))
-            .enumerate()
-        {
+        super::blocks_with(kind, x, qs, d, s, corr, |xb, qb| quantize_block(xb, qb));
+    }
+
+    /// One block: [`super::quantize_block`]'s arithmetic on two vectors.
+    #[target_feature(enable = "avx512f,avx512vl,fma")]
+    fn quantize_block(xb: &[f32], qb: &mut [i8]) -> (f32, f32, i32) {
+        assert!(xb.len() == BLOCK && qb.len() == BLOCK);
+        // SAFETY: 32 values in, 32 codes out (checked above).
+        unsafe {
             let lo = _mm512_loadu_ps(xb.as_ptr());
             let hi = _mm512_loadu_ps(xb.as_ptr().add(16));
             let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
@@ -716,8 +735,7 @@ mod vnni {
             let out = qb.as_mut_ptr() as *mut __m128i;
             _mm_storeu_si128(out, _mm512_cvtepi32_epi8(qlo));
             _mm_storeu_si128(out.add(1), _mm512_cvtepi32_epi8(qhi));
-            let d_half = f16_to_f32(f32_to_f16(d_exact));
-            block_extras(kind, b, qb, (d_exact, d_half, sum), d, s, corr);
+            (d_exact, f16_to_f32(f32_to_f16(d_exact)), sum)
         }
     }
 
