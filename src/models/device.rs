@@ -46,3 +46,28 @@ pub fn open(spec: &DeviceSpec) -> Result<Device, DeviceError> {
         }
     }
 }
+
+/// The values of a contiguous f32 CPU storage, for custom ops (`name` is the op's, for the
+/// error).
+pub fn cpu_f32<'a>(
+    storage: &'a candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+    name: &str,
+) -> candle_core::Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (candle_core::CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
+        _ => candle_core::bail!("{name}: expected a contiguous f32 tensor"),
+    }
+}
+
+/// [`cpu_f32`] for an in-place op's destination.
+pub fn cpu_f32_mut<'a>(
+    storage: &'a mut candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+    name: &str,
+) -> candle_core::Result<&'a mut [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (candle_core::CpuStorage::F32(data), Some((start, end))) => Ok(&mut data[start..end]),
+        _ => candle_core::bail!("{name}: expected a contiguous f32 tensor"),
+    }
+}

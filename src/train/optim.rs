@@ -33,6 +33,8 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype as StDtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
+use crate::models::device::{cpu_f32, cpu_f32_mut};
+
 /// Metadata key holding the number of [`AdamW::step`] calls.
 const STEP_KEY: &str = "step";
 /// Metadata key prefix for a parameter's own step count (`step.<name>`).
@@ -539,24 +541,6 @@ fn fused_cpu_update(
 /// Elements per parallel chunk of the in-place updates.
 const UPDATE_CHUNK: usize = 1 << 14;
 
-fn f32_values<'a>(s: &'a CpuStorage, l: &Layout, name: &str) -> candle_core::Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
-        _ => candle_core::bail!("{name}: expected a contiguous f32 tensor"),
-    }
-}
-
-fn f32_values_mut<'a>(
-    s: &'a mut CpuStorage,
-    l: &Layout,
-    name: &str,
-) -> candle_core::Result<&'a mut [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(data), Some((start, end))) => Ok(&mut data[start..end]),
-        _ => candle_core::bail!("{name}: expected a contiguous f32 tensor"),
-    }
-}
-
 /// `m = beta * m + (1 - beta) * g`, or with `g²` for the second moment.
 struct MomentUpdate {
     beta: f32,
@@ -576,8 +560,8 @@ impl InplaceOp2 for MomentUpdate {
         l2: &Layout,
     ) -> candle_core::Result<()> {
         use rayon::prelude::*;
-        let moment = f32_values_mut(s1, l1, self.name())?;
-        let g = f32_values(s2, l2, self.name())?;
+        let moment = cpu_f32_mut(s1, l1, self.name())?;
+        let g = cpu_f32(s2, l2, self.name())?;
         let (beta, squared) = (self.beta, self.squared);
         moment
             .par_chunks_mut(UPDATE_CHUNK)
@@ -615,9 +599,9 @@ impl InplaceOp3 for ParamUpdate {
         l3: &Layout,
     ) -> candle_core::Result<()> {
         use rayon::prelude::*;
-        let p = f32_values_mut(s1, l1, self.name())?;
-        let m = f32_values(s2, l2, self.name())?;
-        let v = f32_values(s3, l3, self.name())?;
+        let p = cpu_f32_mut(s1, l1, self.name())?;
+        let m = cpu_f32(s2, l2, self.name())?;
+        let v = cpu_f32(s3, l3, self.name())?;
         let Self {
             decay,
             step_size,

@@ -9,16 +9,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
-/// The values of a contiguous f32 CPU storage.
-fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, name: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("{name}: expected f32");
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{name}: expected a contiguous tensor");
-    };
-    Ok(&data[start..end])
-}
+use crate::models::device::cpu_f32;
 
 /// Runs `f` on the values of CPU f32 tensors, read where they live (made contiguous first).
 fn with_cpu_f32<R>(tensors: &[&Tensor], name: &str, f: impl FnOnce(&[&[f32]]) -> R) -> Result<R> {
@@ -32,7 +23,7 @@ fn with_cpu_f32<R>(tensors: &[&Tensor], name: &str, f: impl FnOnce(&[&[f32]]) ->
         let Storage::Cpu(storage) = &**storage else {
             candle_core::bail!("{name}: expected a CPU tensor");
         };
-        slices.push(f32_slice(storage, layout, name)?);
+        slices.push(cpu_f32(storage, layout, name)?);
     }
     Ok(f(&slices))
 }
@@ -47,7 +38,7 @@ fn map_cpu_f32(
     name: &str,
     f: impl FnOnce(&mut [f32]),
 ) -> Result<(CpuStorage, Shape)> {
-    let mut out = f32_slice(storage, layout, name)?.to_vec();
+    let mut out = cpu_f32(storage, layout, name)?.to_vec();
     f(&mut out);
     Ok((CpuStorage::F32(out), layout.shape().clone()))
 }
@@ -72,9 +63,9 @@ impl CustomOp3 for LinearOp {
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
         let (x, w, b) = (
-            f32_slice(s1, l1, name)?,
-            f32_slice(s2, l2, name)?,
-            f32_slice(s3, l3, name)?,
+            cpu_f32(s1, l1, name)?,
+            cpu_f32(s2, l2, name)?,
+            cpu_f32(s3, l3, name)?,
         );
         let (rows, k) = l1.shape().dims2()?;
         let n = b.len();
@@ -131,7 +122,7 @@ impl CustomOp3 for LayerNormOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
-        let (gamma, beta) = (f32_slice(s2, l2, name)?, f32_slice(s3, l3, name)?);
+        let (gamma, beta) = (cpu_f32(s2, l2, name)?, cpu_f32(s3, l3, name)?);
         map_cpu_f32(s1, l1, name, |x| {
             taskbench_kernels::layernorm::layer_norm_inplace(x, gamma, beta, self.eps)
         })
@@ -220,7 +211,7 @@ impl CustomOp1 for ScaleByMask {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let values = f32_slice(storage, layout, self.name())?;
+        let values = cpu_f32(storage, layout, self.name())?;
         if values.len() != self.mask.len() {
             candle_core::bail!("{}: mask and input sizes differ", self.name());
         }
