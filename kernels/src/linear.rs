@@ -21,42 +21,6 @@ pub fn linear_bias(
     threads: usize,
     out: &mut [f32],
 ) {
-    with_bias(x, rows, w, Weights::InOut, k, n, bias, threads, out);
-}
-
-/// How a product's weights lie in memory.
-#[derive(Clone, Copy)]
-enum Weights {
-    /// `k x n` row-major, `[in, out]`.
-    InOut,
-    /// `n x k` row-major, `[out, in]` as PyTorch stores them.
-    OutIn,
-}
-
-impl Weights {
-    /// Where column `col` of the `k x n` operand starts, and its (column, row) strides.
-    fn column(self, col: usize, k: usize, n: usize) -> (usize, isize, isize) {
-        match self {
-            Weights::InOut => (col, 1, n as isize),
-            Weights::OutIn => (col * k, k as isize, 1),
-        }
-    }
-}
-
-/// `out = x · w + bias` for weights laid out as `layout` says: the bias rows first, the
-/// product accumulated onto them.
-#[allow(clippy::too_many_arguments)]
-fn with_bias(
-    x: &[f32],
-    rows: usize,
-    w: &[f32],
-    layout: Weights,
-    k: usize,
-    n: usize,
-    bias: &[f32],
-    threads: usize,
-    out: &mut [f32],
-) {
     assert!(x.len() == rows * k && w.len() == k * n && bias.len() == n && out.len() == rows * n);
     if rows == 0 {
         return;
@@ -64,7 +28,7 @@ fn with_bias(
     for row in out.chunks_exact_mut(n) {
         row.copy_from_slice(bias);
     }
-    accumulate(x, rows, w, layout, k, n, threads, out);
+    accumulate(x, rows, w, k, n, threads, out);
 }
 
 /// Columns `cols` of [`linear_bias`]'s output, on this thread: `out[:, cols] = x · w[:, cols]
@@ -96,7 +60,6 @@ pub(crate) unsafe fn linear_bias_cols(
         x,
         rows,
         w,
-        Weights::InOut,
         k,
         n,
         cols.start,
@@ -109,12 +72,10 @@ pub(crate) unsafe fn linear_bias_cols(
 /// `out += x · w`. Small products run on one thread; products with too few rows for gemm's
 /// own split (which divides rows) have their output columns split between two threads;
 /// large ones use gemm's rayon split.
-#[allow(clippy::too_many_arguments)]
 fn accumulate(
     x: &[f32],
     rows: usize,
     w: &[f32],
-    layout: Weights,
     k: usize,
     n: usize,
     threads: usize,
@@ -130,7 +91,6 @@ fn accumulate(
                 x,
                 rows,
                 w,
-                layout,
                 k,
                 n,
                 col,
@@ -148,20 +108,19 @@ fn accumulate(
         Parallelism::None
     };
     // SAFETY: `out` is the whole `rows x n` output, written by this call alone.
-    unsafe { gemm_cols(x, rows, w, layout, k, n, 0, n, out_ptr.get(), parallelism) }
+    unsafe { gemm_cols(x, rows, w, k, n, 0, n, out_ptr.get(), parallelism) }
 }
 
 /// `out[:, col..col+cols] += x · w[:, col..col+cols]`.
 ///
 /// # Safety
 /// `out` must point to a `rows x n` row-major buffer that nothing else writes in those
-/// columns meanwhile; `x` and `w` hold `rows x k` and `k x n` values (checked by the callers).
+/// columns meanwhile; `x` and `w` are `rows x k` and `k x n` (checked by `linear_bias`).
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_cols(
     x: &[f32],
     rows: usize,
     w: &[f32],
-    layout: Weights,
     k: usize,
     n: usize,
     col: usize,
@@ -169,7 +128,6 @@ unsafe fn gemm_cols(
     out: *mut f32,
     parallelism: Parallelism,
 ) {
-    let (start, col_stride, row_stride) = layout.column(col, k, n);
     gemm(
         rows,
         cols,
@@ -181,9 +139,9 @@ unsafe fn gemm_cols(
         x.as_ptr(),
         1,
         k as isize,
-        w.as_ptr().add(start),
-        col_stride,
-        row_stride,
+        w.as_ptr().add(col),
+        1,
+        n as isize,
         1.0,
         1.0,
         false,
@@ -206,7 +164,43 @@ pub fn linear_bias_nt(
     threads: usize,
     out: &mut [f32],
 ) {
-    with_bias(x, rows, w, Weights::OutIn, k, n, bias, threads, out);
+    assert!(x.len() == rows * k && w.len() == n * k && bias.len() == n && out.len() == rows * n);
+    if rows == 0 {
+        return;
+    }
+    for row in out.chunks_exact_mut(n) {
+        row.copy_from_slice(bias);
+    }
+    let parallelism = if threads >= 2 && rows * k * n >= PARALLEL_MIN_MACS {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: sizes checked above; `out` is written by this call alone. Column `c` of `wᵀ`
+    // is row `c` of `w`: column stride `k`, row stride 1.
+    unsafe {
+        gemm(
+            rows,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
 }
 
 /// The bias gradient of a linear layer: the column sums of `g` (`rows x width`), summed row
