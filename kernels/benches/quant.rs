@@ -45,7 +45,7 @@ fn shapes(c: &mut Criterion) {
                 pool.install(|| b.iter(|| qmatmul(kind, &w, rows, k, &x, m, &mut y)))
             });
             if m > 1 {
-                let acts = QuantizedActs::new(kind, &x, k);
+                let acts = QuantizedActs::new(&x, k);
                 group.bench_function(BenchmarkId::new(name, format!("m{m}-direct")), |b| {
                     pool.install(|| {
                         b.iter(|| qmatmul_path(Path::VnniDirect, kind, &w, rows, &acts, &mut y))

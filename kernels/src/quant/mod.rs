@@ -1,13 +1,16 @@
-//! Block-quantized weights (ggml's Q4_1 and Q8_0) times f32 activations.
+//! Block-quantized weights (ggml's Q4_1, Q8_0, Q5_0, Q4_K and Q6_K) times f32 activations.
 //!
 //! Weights are the raw bytes of a GGUF tensor: row-major `[rows][k]`, each row a sequence of
-//! 32-element blocks in ggml's layout (see [`QuantKind`]). Activations are quantized per row
-//! to 8 bits the way llama.cpp does on x86 (Q8_1 against Q4_1 weights, Q8_0 against Q8_0
-//! weights), and the product is computed block by block as llama.cpp does:
+//! blocks in ggml's layout (see [`QuantKind`]), which every path reads as 32-weight blocks
+//! `w_i = scale_i · (code_i − zero) + min` ([`formats`]). Activations are quantized per row
+//! and per 32 values to 8 bits the way llama.cpp does on x86 (`d = amax/127`, codes rounded
+//! half to even), and the product is computed block by block as llama.cpp does:
 //!
-//! * Q4_1 · Q8_1: `Σ_b d_w·d_x·isum_b + Σ_b m_w·s_x`, where `isum_b` is the exact integer
-//!   dot product of the 4-bit codes and the 8-bit activation codes of block `b`;
-//! * Q8_0 · Q8_0: `Σ_b d_w·d_x·isum_b`.
+//! `Σ_b d_w·d_x·isum_b + Σ_b m_w·s_x`, where `isum_b` is the exact integer dot product of the
+//! weight codes (less the zero point) and the activation codes of block `b`, and `s_x` is
+//! `f16(d_x · Σ codes)` as in a Q8_1 block. Q4_1 · Q8_1 and Q8_0 · Q8_0 (and Q5_0 · Q8_0)
+//! are then exactly llama.cpp's integer parts; the K-quants differ from llama.cpp in quantizing
+//! activations per 32 values instead of per 256 (finer, so not bit-comparable).
 //!
 //! The integer parts are exact; only the order of the float accumulation differs from
 //! llama.cpp's (it accumulates 8 lanes per block and adds the `m·s` terms last; the fast
@@ -29,47 +32,8 @@
 use crate::DisjointWrites;
 use rayon::prelude::*;
 
-/// Elements per block, for every kind here.
-pub const BLOCK: usize = 32;
-
-/// The weight formats supported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum QuantKind {
-    /// 20 bytes per block: f16 `d`, f16 `m`, 16 bytes of nibbles; weight `j` (0..16) is
-    /// `(qs[j] & 15)·d + m`, weight `j + 16` is `(qs[j] >> 4)·d + m`.
-    Q4_1,
-    /// 34 bytes per block: f16 `d`, 32 signed bytes; weight `j` is `qs[j]·d`.
-    Q8_0,
-}
-
-impl QuantKind {
-    /// Bytes per block of [`BLOCK`] weights.
-    pub const fn block_bytes(self) -> usize {
-        match self {
-            QuantKind::Q4_1 => 20,
-            QuantKind::Q8_0 => 34,
-        }
-    }
-
-    /// Elements per block ([`BLOCK`]).
-    pub const fn block_elems(self) -> usize {
-        BLOCK
-    }
-
-    /// Bytes of one row of `k` weights (`k` a multiple of [`BLOCK`]).
-    pub const fn row_bytes(self, k: usize) -> usize {
-        k / BLOCK * self.block_bytes()
-    }
-
-    /// Bytes of one ggml block of activations quantized against weights of this kind
-    /// (Q8_1: f16 `d`, f16 `s`, 32 × i8; Q8_0: f16 `d`, 32 × i8).
-    pub const fn activation_block_bytes(self) -> usize {
-        match self {
-            QuantKind::Q4_1 => 36,
-            QuantKind::Q8_0 => 34,
-        }
-    }
-}
+mod formats;
+pub use formats::{block32, block_scales, q4k_scales, q6k_sub_scale, Block32, QuantKind, BLOCK};
 
 /// IEEE half (as bits) to f32, exactly.
 pub fn f16_to_f32(h: u16) -> f32 {
@@ -138,87 +102,77 @@ fn half_at(bytes: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]]))
 }
 
-/// Dequantizes one row: `bytes` holds `out.len() / 32` blocks of `kind`.
+/// Dequantizes one row: `bytes` holds `out.len()` weights of `kind`.
 pub fn dequantize_row(kind: QuantKind, bytes: &[u8], out: &mut [f32]) {
-    assert!(out.len() % BLOCK == 0 && bytes.len() == kind.row_bytes(out.len()));
-    for (block, out) in bytes
-        .chunks_exact(kind.block_bytes())
-        .zip(out.chunks_exact_mut(BLOCK))
-    {
-        let d = half_at(block, 0);
-        match kind {
-            QuantKind::Q4_1 => {
-                let m = half_at(block, 2);
-                let (lo, hi) = out.split_at_mut(16);
-                for j in 0..16 {
-                    let q = block[4 + j];
-                    lo[j] = (q & 0x0f) as f32 * d + m;
-                    hi[j] = (q >> 4) as f32 * d + m;
-                }
-            }
-            QuantKind::Q8_0 => {
-                for (o, &q) in out.iter_mut().zip(&block[2..]) {
-                    *o = q as i8 as f32 * d;
-                }
-            }
+    assert!(
+        out.len() % kind.block_elems() == 0 && bytes.len() == kind.row_bytes(out.len()),
+        "{} bytes of {kind:?} do not hold {} weights",
+        bytes.len(),
+        out.len()
+    );
+    for (b, out) in out.chunks_exact_mut(BLOCK).enumerate() {
+        let block = block32(kind, bytes, b);
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = block.weight(kind, i);
         }
     }
 }
 
 /// Activation rows quantized to 8 bits per block of 32, in the form the kernels read
-/// (structure of arrays; [`QuantizedActs::to_ggml_bytes`] gives ggml's block layout).
+/// (structure of arrays; [`QuantizedActs::to_ggml_bytes`] gives ggml's block layout). The
+/// same quantization serves every weight kind, so one input quantized once feeds all the
+/// products that read it.
 #[derive(Clone, Debug, Default)]
 pub struct QuantizedActs {
-    kind: Option<QuantKind>,
     m: usize,
     k: usize,
     /// `m × k` codes, in element order.
     qs: Vec<i8>,
     /// `m × k/32` block scales, each already rounded to f16 (as ggml stores them).
     d: Vec<f32>,
-    /// Q8_1 only: `m × k/32` values `d·Σqs`, rounded to f16.
+    /// `m × k/32` values `d·Σqs`, rounded to f16 (a Q8_1 block's `s`), for the mins.
     s: Vec<f32>,
-    /// Q8_0 only: `m × k/32 × 8` lanes, `-128 × Σ` of each group of 4 codes; it lets the
-    /// kernels use an unsigned-times-signed product with the weights offset by 128.
-    corr: Vec<i32>,
+    /// `m × k/32 × 8` lanes, `−Σ` of each group of 4 codes: times a kind's zero point, the
+    /// correction that lets the kernels multiply unsigned codes by signed activations.
+    neg_sum4: Vec<i32>,
 }
 
 impl QuantizedActs {
-    /// Quantizes `x` (`m × k` row-major, `k` a multiple of 32) for a product with weights
-    /// of `kind`.
-    pub fn new(kind: QuantKind, x: &[f32], k: usize) -> Self {
+    /// Quantizes `x` (`m × k` row-major, `k` a multiple of 32).
+    pub fn new(x: &[f32], k: usize) -> Self {
         let mut q = Self::default();
-        q.quantize(kind, x, k);
+        q.quantize(x, k);
         q
     }
 
     /// As [`QuantizedActs::new`], reusing this value's buffers.
-    pub fn quantize(&mut self, kind: QuantKind, x: &[f32], k: usize) {
+    pub fn quantize(&mut self, x: &[f32], k: usize) {
         assert!(
             k > 0 && k % BLOCK == 0 && x.len() % k == 0,
             "x is m × k, k a multiple of 32"
         );
         let m = x.len() / k;
         let nb = k / BLOCK;
-        self.kind = Some(kind);
         self.m = m;
         self.k = k;
         self.qs.resize(m * k, 0);
         self.d.resize(m * nb, 0.0);
-        if kind == QuantKind::Q4_1 {
-            self.s.resize(m * nb, 0.0);
-            self.corr.clear();
-        } else {
-            self.s.clear();
-            self.corr.resize(m * nb * 8, 0);
+        self.s.resize(m * nb, 0.0);
+        self.neg_sum4.resize(m * nb * 8, 0);
+        let (qs, d, s, sum4) = (&mut self.qs, &mut self.d, &mut self.s, &mut self.neg_sum4);
+        let threads = rayon::current_num_threads();
+        if threads == 1 || m * k < PARALLEL_QUANTIZE_MIN {
+            return quantize_rows(x, qs, d, s, sum4);
         }
-        let (qs, d, s, corr) = (&mut self.qs, &mut self.d, &mut self.s, &mut self.corr);
-        #[cfg(target_arch = "x86_64")]
-        if crate::has_avx512() {
-            // SAFETY: AVX-512 F is present.
-            return unsafe { vnni::quantize_blocks(kind, x, qs, d, s, corr) };
-        }
-        quantize_blocks(kind, x, qs, d, s, corr);
+        // A prefill's input (128 × 576 and up): rows in chunks between the threads, which
+        // would otherwise wait for one to quantize it all.
+        let rows = m.div_ceil(threads * 2);
+        x.par_chunks(rows * k)
+            .zip(qs.par_chunks_mut(rows * k))
+            .zip(d.par_chunks_mut(rows * nb))
+            .zip(s.par_chunks_mut(rows * nb))
+            .zip(sum4.par_chunks_mut(rows * nb * 8))
+            .for_each(|((((x, qs), d), s), sum4)| quantize_rows(x, qs, d, s, sum4));
     }
 
     /// Rows.
@@ -231,30 +185,16 @@ impl QuantizedActs {
         self.k
     }
 
-    /// The weight kind these activations were quantized for.
-    pub fn kind(&self) -> Option<QuantKind> {
-        self.kind
-    }
-
     /// A copy of rows `c0..c1`.
     fn rows(&self, c0: usize, c1: usize) -> Self {
         let nb = self.k / BLOCK;
         Self {
-            kind: self.kind,
             m: c1 - c0,
             k: self.k,
             qs: self.qs[c0 * self.k..c1 * self.k].to_vec(),
             d: self.d[c0 * nb..c1 * nb].to_vec(),
-            s: if self.s.is_empty() {
-                Vec::new()
-            } else {
-                self.s[c0 * nb..c1 * nb].to_vec()
-            },
-            corr: if self.corr.is_empty() {
-                Vec::new()
-            } else {
-                self.corr[c0 * nb * 8..c1 * nb * 8].to_vec()
-            },
+            s: self.s[c0 * nb..c1 * nb].to_vec(),
+            neg_sum4: self.neg_sum4[c0 * nb * 8..c1 * nb * 8].to_vec(),
         }
     }
 
@@ -269,14 +209,14 @@ impl QuantizedActs {
         &self.d[row * nb..(row + 1) * nb]
     }
 
-    /// ggml's block layout of all rows (`block_q8_1` or `block_q8_0`), appended to `out`
-    /// after clearing it.
-    pub fn to_ggml_bytes(&self, out: &mut Vec<u8>) {
+    /// ggml's block layout of all rows as llama.cpp would quantize them for weights of
+    /// `kind` (`block_q8_1` for kinds with mins, else `block_q8_0`), appended to `out` after
+    /// clearing it.
+    pub fn to_ggml_bytes(&self, kind: QuantKind, out: &mut Vec<u8>) {
         out.clear();
-        let Some(kind) = self.kind else { return };
         for (b, codes) in self.qs.chunks_exact(BLOCK).enumerate() {
             out.extend_from_slice(&f32_to_f16(self.d[b]).to_le_bytes());
-            if kind == QuantKind::Q4_1 {
+            if kind.has_min() {
                 out.extend_from_slice(&f32_to_f16(self.s[b]).to_le_bytes());
             }
             out.extend(codes.iter().map(|&q| q as u8));
@@ -284,86 +224,72 @@ impl QuantizedActs {
     }
 }
 
+/// Values from which [`QuantizedActs::quantize`] splits the rows between threads.
+const PARALLEL_QUANTIZE_MIN: usize = 1 << 14;
+
+/// Quantizes whole blocks of `x` on this thread, vectorised where the CPU allows.
+fn quantize_rows(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32], sum4: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::has_avx512() {
+        // SAFETY: AVX-512 F is present.
+        return unsafe { vnni::quantize_blocks(x, qs, d, s, sum4) };
+    }
+    quantize_blocks(x, qs, d, s, sum4);
+}
+
 /// Quantizes `x` (`m × k` row-major) against weights of `kind` into ggml's block layout:
-/// Q8_1 blocks (36 bytes) for Q4_1 weights, Q8_0 blocks (34 bytes) for Q8_0 weights.
+/// Q8_1 blocks (36 bytes) for kinds with mins, Q8_0 blocks (34 bytes) for the others.
 pub fn quantize_activations(kind: QuantKind, x: &[f32], k: usize, out: &mut Vec<u8>) {
-    QuantizedActs::new(kind, x, k).to_ggml_bytes(out);
+    QuantizedActs::new(x, k).to_ggml_bytes(kind, out);
 }
 
 /// One block as llama.cpp's x86 `quantize_row_q8_1` / `quantize_row_q8_0` do it:
-/// `d = amax/127`, codes `round_half_even(x · 127/amax)`, `s = f16(d · Σcodes)`.
+/// `d = amax/127`, codes `round_half_even(x · 127/amax)`; also the negated sums of each 4
+/// codes. Returns `(d, f16(d), Σcodes)`.
 #[inline(always)]
-fn quantize_block(x: &[f32], qs: &mut [i8]) -> (f32, f32, i32) {
+fn quantize_block(x: &[f32], qs: &mut [i8], neg_sum4: &mut [i32]) -> (f32, f32, i32) {
     let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
     let d = amax / 127.0;
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-    let mut sum = 0i32;
     for (q, &v) in qs.iter_mut().zip(x) {
-        let r = (v * id).round_ties_even() as i32;
-        sum += r;
-        *q = r as i8;
+        *q = (v * id).round_ties_even() as i8;
     }
+    for (lane, q4) in neg_sum4.iter_mut().zip(qs.chunks_exact(4)) {
+        *lane = -q4.iter().map(|&q| q as i32).sum::<i32>();
+    }
+    let sum = -neg_sum4.iter().sum::<i32>();
     (d, f16_to_f32(f32_to_f16(d)), sum)
 }
 
 #[inline(always)]
-fn quantize_blocks_body(
-    kind: QuantKind,
-    x: &[f32],
-    qs: &mut [i8],
-    d: &mut [f32],
-    s: &mut [f32],
-    corr: &mut [i32],
-) {
-    blocks_with(kind, x, qs, d, s, corr, quantize_block);
+fn quantize_blocks_body(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32], sum4: &mut [i32]) {
+    blocks_with(x, qs, d, s, sum4, quantize_block);
 }
 
-/// Every block of `x` quantized by `block` (returning `(d, f16(d), Σcodes)`, as
-/// [`quantize_block`] does), with its scale and `s` or correction lanes filled in.
+/// Every block of `x` quantized by `block` (filling the codes and 8 correction lanes and
+/// returning `(d, f16(d), Σcodes)`, as [`quantize_block`] does), with its scale and `s`.
 #[inline(always)]
 fn blocks_with(
-    kind: QuantKind,
     x: &[f32],
     qs: &mut [i8],
     d: &mut [f32],
     s: &mut [f32],
-    corr: &mut [i32],
-    mut block: impl FnMut(&[f32], &mut [i8]) -> (f32, f32, i32),
+    sum4: &mut [i32],
+    mut block: impl FnMut(&[f32], &mut [i8], &mut [i32]) -> (f32, f32, i32),
 ) {
-    for (b, (xb, qb)) in x
+    for (b, ((xb, qb), lanes)) in x
         .chunks_exact(BLOCK)
         .zip(qs.chunks_exact_mut(BLOCK))
+        .zip(sum4.chunks_exact_mut(8))
         .enumerate()
     {
-        let scales = block(xb, qb);
-        block_extras(kind, b, qb, scales, d, s, corr);
+        let (d_exact, d_half, sum) = block(xb, qb, lanes);
+        d[b] = d_half;
+        s[b] = f16_to_f32(f32_to_f16(d_exact * sum as f32));
     }
 }
 
-/// A quantized block's `d`, and its `s` (Q8_1) or correction lanes (Q8_0), from its codes
-/// and [`quantize_block`]'s `(d, f16(d), Σcodes)`.
-#[inline(always)]
-fn block_extras(
-    kind: QuantKind,
-    b: usize,
-    qb: &[i8],
-    (d_exact, d_half, sum): (f32, f32, i32),
-    d: &mut [f32],
-    s: &mut [f32],
-    corr: &mut [i32],
-) {
-    d[b] = d_half;
-    match kind {
-        QuantKind::Q4_1 => s[b] = f16_to_f32(f32_to_f16(d_exact * sum as f32)),
-        QuantKind::Q8_0 => {
-            for (lane, q4) in corr[b * 8..b * 8 + 8].iter_mut().zip(qb.chunks_exact(4)) {
-                *lane = -128 * q4.iter().map(|&q| q as i32).sum::<i32>();
-            }
-        }
-    }
-}
-
-crate::multiversion!(fn quantize_blocks(kind: QuantKind, x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32], corr: &mut [i32]) => quantize_blocks_body);
+crate::multiversion!(fn quantize_blocks(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32], sum4: &mut [i32]) => quantize_blocks_body);
 
 /// `y = x · Wᵀ`: `weights` holds `rows` rows of `k` weights of `kind` (GGUF layout), `x` is
 /// `m × k` row-major f32, `y` is `m × rows` row-major. The activations are quantized first
@@ -379,11 +305,11 @@ pub fn qmatmul(
     y: &mut [f32],
 ) {
     assert_eq!(x.len(), m * k, "x is m × k");
-    let acts = QuantizedActs::new(kind, x, k);
+    let acts = QuantizedActs::new(x, k);
     qmatmul_quantized(kind, weights, rows, &acts, y);
 }
 
-/// `y = x · Wᵀ` with `x` already quantized for `kind` (see [`qmatmul`]).
+/// `y = x · Wᵀ` with `x` already quantized (see [`qmatmul`]).
 pub fn qmatmul_quantized(
     kind: QuantKind,
     weights: &[u8],
@@ -441,9 +367,10 @@ pub fn qmatmul_path(
         "{path:?} needs CPU features this machine lacks"
     );
     assert_eq!(
-        acts.kind,
-        Some(kind),
-        "activations quantized for another weight kind"
+        k % kind.block_elems(),
+        0,
+        "rows of {kind:?} hold multiples of {} weights",
+        kind.block_elems()
     );
     assert_eq!(
         weights.len(),
@@ -510,9 +437,10 @@ pub fn qmatvec_rows(
     let rb = kind.row_bytes(k);
     assert_eq!(acts.m, 1, "one activation row");
     assert_eq!(
-        acts.kind,
-        Some(kind),
-        "activations quantized for another weight kind"
+        k % kind.block_elems(),
+        0,
+        "rows of {kind:?} hold multiples of {} weights",
+        kind.block_elems()
     );
     assert!(range.end * rb <= weights.len(), "rows past the matrix");
     assert_eq!(y.len(), range.len(), "y holds the rows asked for");
@@ -565,7 +493,7 @@ fn by_rows(
     });
 }
 
-/// One output value of block-wise `Σ d_w d_x isum + Σ m_w s_x` from row `r` of the weights
+/// One output value of block-wise `Σ d_w d_x isum + Σ m_w s_x` from a row of the weights
 /// and row `c` of the activations (portable).
 fn portable_dot(kind: QuantKind, wrow: &[u8], acts: &QuantizedActs, c: usize) -> f32 {
     let codes = acts.codes(c);
@@ -573,26 +501,19 @@ fn portable_dot(kind: QuantKind, wrow: &[u8], acts: &QuantizedActs, c: usize) ->
     let mut sum = 0.0f32;
     let mut summs = 0.0f32;
     for b in 0..nb {
-        let blk = &wrow[b * kind.block_bytes()..(b + 1) * kind.block_bytes()];
+        let block = block32(kind, wrow, b);
         let xq = &codes[b * BLOCK..(b + 1) * BLOCK];
-        let dx = acts.d[c * nb + b];
-        let isum: i32 = match kind {
-            QuantKind::Q4_1 => {
-                summs += half_at(blk, 2) * acts.s[c * nb + b];
-                (0..16)
-                    .map(|j| {
-                        let q = blk[4 + j];
-                        (q & 0x0f) as i32 * xq[j] as i32 + (q >> 4) as i32 * xq[j + 16] as i32
-                    })
-                    .sum()
-            }
-            QuantKind::Q8_0 => blk[2..]
-                .iter()
-                .zip(xq)
-                .map(|(&w, &x)| w as i8 as i32 * x as i32)
-                .sum(),
+        let isum = |half: std::ops::Range<usize>| -> f32 {
+            half.map(|j| (block.codes[j] as i32 - kind.zero()) * xq[j] as i32)
+                .sum::<i32>() as f32
         };
-        sum += half_at(blk, 0) * dx * isum as f32;
+        let dx = acts.d[c * nb + b];
+        if kind.has_half_scales() {
+            sum += block.scales[0] * dx * isum(0..16) + block.scales[1] * dx * isum(16..32);
+        } else {
+            sum += block.scales[0] * dx * isum(0..32);
+        }
+        summs += block.min * acts.s[c * nb + b];
     }
     sum + summs
 }
@@ -626,11 +547,12 @@ mod vnni;
 /// Scalar references, for tests here and in the main crate.
 pub mod reference;
 
-/// Random GGUF-layout weights of `kind` (`rows × k`) for tests and benches: scales near
-/// `scale / 8` (Q4_1) or `scale / 127` (Q8_0), Q4_1 mins near `-scale`, seeded codes.
+/// Random GGUF-layout weights of `kind` (`rows × k`) for tests and benches, with weights of
+/// magnitude about `scale`: block scales jittered around `scale` over the code range,
+/// mins near `-scale` (so that codes spread either side of zero), seeded codes.
 pub fn test_weights(kind: QuantKind, rows: usize, k: usize, seed: u64, scale: f32) -> Vec<u8> {
-    let nb = rows * k / BLOCK;
-    let scales = crate::test_values(nb * 2, seed, 1.0);
+    let blocks = rows * k / kind.block_elems();
+    let jitters = crate::test_values(blocks * 2, seed, 1.0);
     let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut next = move || {
         state ^= state << 13;
@@ -638,20 +560,37 @@ pub fn test_weights(kind: QuantKind, rows: usize, k: usize, seed: u64, scale: f3
         state ^= state << 17;
         state as u8
     };
-    let mut out = Vec::with_capacity(nb * kind.block_bytes());
-    for b in 0..nb {
-        let jitter = 1.0 + 0.5 * scales[2 * b];
+    let half = |v: f32| f32_to_f16(v).to_le_bytes();
+    let mut out = Vec::with_capacity(blocks * kind.block_bytes());
+    for b in 0..blocks {
+        let jitter = 1.0 + 0.5 * jitters[2 * b];
+        let min = -scale * (1.0 + 0.2 * jitters[2 * b + 1]);
         match kind {
             QuantKind::Q4_1 => {
-                out.extend_from_slice(&f32_to_f16(scale / 8.0 * jitter).to_le_bytes());
-                out.extend_from_slice(
-                    &f32_to_f16(-scale * (1.0 + 0.2 * scales[2 * b + 1])).to_le_bytes(),
-                );
+                out.extend(half(scale / 8.0 * jitter));
+                out.extend(half(min));
                 out.extend((0..16).map(|_| next()));
             }
             QuantKind::Q8_0 => {
-                out.extend_from_slice(&f32_to_f16(scale / 127.0 * jitter).to_le_bytes());
+                out.extend(half(scale / 127.0 * jitter));
                 out.extend((0..32).map(|_| next()));
+            }
+            QuantKind::Q5_0 => {
+                out.extend(half(scale / 16.0 * jitter));
+                out.extend((0..20).map(|_| next()));
+            }
+            QuantKind::Q4_K => {
+                // d·sc spans 0..63·d, dmin·m likewise: d = scale / (8 · 32) puts a typical
+                // sub-block scale near scale / 8.
+                out.extend(half(scale / 256.0 * jitter));
+                out.extend(half(-min / 32.0));
+                out.extend((0..140).map(|_| next()));
+            }
+            QuantKind::Q6_K => {
+                out.extend((0..192).map(|_| next()));
+                // Signed 8-bit scales, kept within ±64 so that d stays meaningful.
+                out.extend((0..16).map(|_| (next() as i8 / 2) as u8));
+                out.extend(half(scale / (32.0 * 32.0) * jitter));
             }
         }
     }

@@ -24,7 +24,7 @@ pub fn quantize_activations(kind: QuantKind, x: &[f32], k: usize) -> Vec<u8> {
     for xb in x.chunks_exact(BLOCK) {
         let (qs, d, s) = quantize_block(xb);
         out.extend_from_slice(&d.to_le_bytes());
-        if kind == QuantKind::Q4_1 {
+        if kind.has_min() {
             out.extend_from_slice(&s.to_le_bytes());
         }
         out.extend(qs.iter().map(|&q| q as u8));
@@ -32,22 +32,21 @@ pub fn quantize_activations(kind: QuantKind, x: &[f32], k: usize) -> Vec<u8> {
     out
 }
 
-/// The exact integer dot product of weight block `w` (GGUF bytes of `kind`) with 32
-/// activation codes.
-pub fn block_isum(kind: QuantKind, w: &[u8], x: &[i8]) -> i32 {
-    match kind {
-        QuantKind::Q4_1 => (0..16)
-            .map(|j| {
-                (w[4 + j] & 15) as i32 * x[j] as i32 + (w[4 + j] >> 4) as i32 * x[j + 16] as i32
-            })
-            .sum(),
-        QuantKind::Q8_0 => (0..32).map(|j| w[2 + j] as i8 as i32 * x[j] as i32).sum(),
-    }
+/// The exact integer dot products of weight block `b` of `row` (GGUF bytes of `kind`) with
+/// 32 activation codes, for its first and second 16 weights (codes less the zero point).
+pub fn block_isums(kind: QuantKind, row: &[u8], b: usize, x: &[i8]) -> [i32; 2] {
+    let block = block32(kind, row, b);
+    let half = |h: usize| -> i32 {
+        (16 * h..16 * h + 16)
+            .map(|j| (block.codes[j] as i32 - kind.zero()) * x[j] as i32)
+            .sum()
+    };
+    [half(0), half(1)]
 }
 
 /// `y = x · Wᵀ` as llama.cpp defines it on quantized activations, accumulated in f64:
-/// `Σ_b d_w d_x isum_b (+ Σ_b m_w s_x for Q4_1)`. Also returns, per output, the sum of
-/// the absolute values of those terms (the scale for a tolerance on float reordering).
+/// `Σ_b Σ_half scale·d_x·isum (+ Σ_b min·s_x)`. Also returns, per output, the sum of the
+/// absolute values of those terms (the scale for a tolerance on float reordering).
 pub fn qmatmul(
     kind: QuantKind,
     weights: &[u8],
@@ -57,24 +56,28 @@ pub fn qmatmul(
     m: usize,
 ) -> (Vec<f32>, Vec<f32>) {
     let nb = k / BLOCK;
-    let bb = kind.block_bytes();
+    let rb = kind.row_bytes(k);
     let ab = kind.activation_block_bytes();
     let xq = quantize_activations(kind, x, k);
     let mut y = vec![0.0f32; m * rows];
     let mut mag = vec![0.0f32; m * rows];
     for c in 0..m {
         for r in 0..rows {
+            let row = &weights[r * rb..(r + 1) * rb];
             let (mut acc, mut abs) = (0.0f64, 0.0f64);
             for b in 0..nb {
-                let w = &weights[(r * nb + b) * bb..(r * nb + b + 1) * bb];
                 let a = &xq[(c * nb + b) * ab..(c * nb + b + 1) * ab];
                 let codes: Vec<i8> = a[ab - 32..].iter().map(|&q| q as i8).collect();
-                let isum = block_isum(kind, w, &codes) as f64;
-                let t = half_at(w, 0) as f64 * half_at(a, 0) as f64 * isum;
-                acc += t;
-                abs += t.abs();
-                if kind == QuantKind::Q4_1 {
-                    let t = half_at(w, 2) as f64 * half_at(a, 2) as f64;
+                let isums = block_isums(kind, row, b, &codes);
+                let (scales, min) = block_scales(kind, row, b);
+                let dx = half_at(a, 0) as f64;
+                for h in 0..2 {
+                    let t = scales[h] as f64 * dx * isums[h] as f64;
+                    acc += t;
+                    abs += t.abs();
+                }
+                if kind.has_min() {
+                    let t = min as f64 * half_at(a, 2) as f64;
                     acc += t;
                     abs += t.abs();
                 }

@@ -26,15 +26,12 @@ fn one_row_equals_the_same_row_in_a_batch() {
         eprintln!("skipped: no AVX-512 VNNI here (neither kernel runs)");
         return;
     }
-    for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
-        for (rows, k) in [(96usize, 576usize), (37, 1536), (5, 32)] {
+    for kind in QuantKind::ALL {
+        for (rows, k) in fitting(kind, &[(96usize, 576usize), (37, 1536), (5, 32), (9, 768)]) {
             let w = test_weights(kind, rows, k, 5, 1.0);
             let x1 = test_values(k, 9, 1.0);
             let x7: Vec<f32> = (0..7).flat_map(|_| x1.iter().copied()).collect();
-            let (a1, a7) = (
-                QuantizedActs::new(kind, &x1, k),
-                QuantizedActs::new(kind, &x7, k),
-            );
+            let (a1, a7) = (QuantizedActs::new(&x1, k), QuantizedActs::new(&x7, k));
             let mut direct = vec![0.0; rows];
             let mut tiled = vec![0.0; 7 * rows];
             let mut split = vec![0.0; rows];
@@ -147,26 +144,12 @@ fn vector_and_scalar_activation_quantizers_agree() {
     let k = 32 * 7;
     let mut x = test_values(9 * k, 12, 4.0);
     x[..32].fill(0.0);
-    for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
-        let got = QuantizedActs::new(kind, &x, k);
-        let blocks = x.len() / BLOCK;
-        let (mut qs, mut d) = (vec![0i8; x.len()], vec![0.0f32; blocks]);
-        let mut s = vec![0.0f32; if kind == QuantKind::Q4_1 { blocks } else { 0 }];
-        let mut corr = vec![
-            0i32;
-            if kind == QuantKind::Q8_0 {
-                blocks * 8
-            } else {
-                0
-            }
-        ];
-        quantize_blocks(kind, &x, &mut qs, &mut d, &mut s, &mut corr);
-        assert_eq!(
-            (got.qs, got.d, got.s, got.corr),
-            (qs, d, s, corr),
-            "{kind:?}"
-        );
-    }
+    let got = QuantizedActs::new(&x, k);
+    let blocks = x.len() / BLOCK;
+    let (mut qs, mut d, mut s) = (vec![0i8; x.len()], vec![0.0; blocks], vec![0.0; blocks]);
+    let mut sum4 = vec![0i32; blocks * 8];
+    quantize_blocks(&x, &mut qs, &mut d, &mut s, &mut sum4);
+    assert_eq!((got.qs, got.d, got.s, got.neg_sum4), (qs, d, s, sum4));
 }
 
 #[test]
@@ -178,7 +161,7 @@ fn quantized_activations_match_reference_bytes() {
         *v = (j as f32 - 16.0) * 0.5; // amax 8: ties at x·127/8 = n + 0.5 exist?
     }
     x[100] = 127.0; // a block whose codes are the values
-    for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
+    for kind in QuantKind::ALL {
         let want = reference::quantize_activations(kind, &x, k);
         let mut got = Vec::new();
         quantize_activations(kind, &x, k, &mut got);
@@ -202,7 +185,7 @@ fn check(kind: QuantKind, rows: usize, k: usize, m: usize, seed: u64) {
     let w = test_weights(kind, rows, k, seed, 0.5);
     let x = test_values(m * k, seed + 1, 2.0);
     let (want, mag) = reference::qmatmul(kind, &w, rows, k, &x, m);
-    let acts = QuantizedActs::new(kind, &x, k);
+    let acts = QuantizedActs::new(&x, k);
     for threads in [1, 2] {
         for path in PATHS.into_iter().filter(|p| p.available()) {
             let mut y = vec![f32::NAN; m * rows];
@@ -217,40 +200,55 @@ fn check(kind: QuantKind, rows: usize, k: usize, m: usize, seed: u64) {
     }
 }
 
+/// The shapes whose rows hold whole blocks of `kind`.
+fn fitting(kind: QuantKind, shapes: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let fits = |&&(_, k): &&(usize, usize)| k % kind.block_elems() == 0;
+    shapes.iter().filter(fits).copied().collect()
+}
+
+/// Shapes for the product tests: odd row counts, one block, a partial group of 16 blocks
+/// (576 = 18 blocks, 768 = 3 super-blocks), SmolLM2's sizes.
+const SHAPES: [(usize, usize); 9] = [
+    (1, 32),
+    (7, 96),
+    (576, 576),
+    (1000, 160),
+    (33, 1536),
+    (1, 256),
+    (70, 768),
+    (9, 512),
+    (130, 256),
+];
+
 #[test]
 fn qmatmul_matches_reference_on_odd_shapes() {
-    for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
-        for &(rows, k) in &[
-            (1usize, 32usize),
-            (7, 96),
-            (576, 576),
-            (1000, 160),
-            (33, 1536),
-        ] {
+    for kind in QuantKind::ALL {
+        for (rows, k) in fitting(kind, &SHAPES) {
             for m in [1usize, 3, 17] {
                 check(kind, rows, k, m, (rows * 31 + k + m) as u64);
             }
         }
-        check(kind, 70, 576, 130, 9);
-        check(kind, 5, 64, 4, 10);
-        check(kind, 9, 544, 5, 12);
+        for (rows, k, m, seed) in [
+            (70, 576, 130, 9),
+            (5, 64, 4, 10),
+            (9, 544, 5, 12),
+            (11, 768, 70, 13),
+        ] {
+            if k % kind.block_elems() == 0 {
+                check(kind, rows, k, m, seed);
+            }
+        }
     }
 }
 
 #[test]
 fn row_ranges_give_the_full_products_values() {
-    for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
-        for &(rows, k) in &[
-            (1usize, 32usize),
-            (7, 96),
-            (70, 576),
-            (33, 1536),
-            (1000, 160),
-        ] {
+    for kind in QuantKind::ALL {
+        for (rows, k) in fitting(kind, &SHAPES) {
             let seed = (rows + k) as u64;
             let w = test_weights(kind, rows, k, seed, 0.5);
             let x = test_values(k, seed + 1, 2.0);
-            let acts = QuantizedActs::new(kind, &x, k);
+            let acts = QuantizedActs::new(&x, k);
             let mut want = vec![f32::NAN; rows];
             qmatmul_quantized(kind, &w, rows, &acts, &mut want);
             let (ref_y, mag) = reference::qmatmul(kind, &w, rows, k, &x, 1);
@@ -272,47 +270,76 @@ fn row_ranges_give_the_full_products_values() {
     }
 }
 
+/// Sets every scale of `w` (rows of `kind`) to 1 and every min to 0, keeping the codes.
+fn unit_scales(kind: QuantKind, w: &mut [u8]) {
+    let one = f32_to_f16(1.0).to_le_bytes();
+    for blk in w.chunks_exact_mut(kind.block_bytes()) {
+        match kind {
+            QuantKind::Q4_1 => {
+                blk[..2].copy_from_slice(&one);
+                blk[2..4].fill(0);
+            }
+            QuantKind::Q8_0 | QuantKind::Q5_0 => blk[..2].copy_from_slice(&one),
+            QuantKind::Q4_K => {
+                blk[..2].copy_from_slice(&one);
+                blk[2..4].fill(0);
+                // Scales 0..4 = 1, mins 0..4 = 0, scales 4..8 = 1 (low nibbles), mins 4..8 = 0.
+                blk[4..8].fill(1);
+                blk[8..12].fill(0);
+                blk[12..16].fill(1);
+            }
+            QuantKind::Q6_K => {
+                blk[192..208].fill(1);
+                blk[208..210].copy_from_slice(&one);
+            }
+        }
+    }
+}
+
 #[test]
 fn integer_part_is_exact() {
-    // Weights with d = 1 (and m = 0), activations with a ±127 in every block, so that
-    // d_x = 1 and the codes are the values: every path must give the integer sums exactly.
-    let (rows, k, m) = (37, 352, 6);
+    // Weights with unit scales and no mins, activations with a ±127 in every block, so
+    // that d_x = 1 and the codes are the values: every path must give the integer sums
+    // exactly.
+    for kind in QuantKind::ALL {
+        for (rows, k) in fitting(kind, &[(37, 352), (13, 768)]) {
+            integer_part_is_exact_for(kind, rows, k, 6);
+        }
+    }
+}
+
+fn integer_part_is_exact_for(kind: QuantKind, rows: usize, k: usize, m: usize) {
     let nb = k / 32;
     let xv = test_values(m * k, 3, 127.0);
     let mut x: Vec<f32> = xv.iter().map(|v| v.round()).collect();
     for b in 0..m * nb {
         x[b * 32 + b % 32] = if b % 2 == 0 { 127.0 } else { -127.0 };
     }
-    for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
-        let mut w = test_weights(kind, rows, k, 4, 1.0);
-        for b in 0..rows * nb {
-            let at = b * kind.block_bytes();
-            w[at..at + 2].copy_from_slice(&f32_to_f16(1.0).to_le_bytes());
-            if kind == QuantKind::Q4_1 {
-                w[at + 2..at + 4].copy_from_slice(&0u16.to_le_bytes());
-            }
-        }
-        let acts = QuantizedActs::new(kind, &x, k);
+    let mut w = test_weights(kind, rows, k, 4, 1.0);
+    unit_scales(kind, &mut w);
+    let acts = QuantizedActs::new(&x, k);
+    for c in 0..m {
+        assert_eq!(
+            acts.codes(c).iter().map(|&q| q as f32).collect::<Vec<_>>(),
+            &x[c * k..(c + 1) * k]
+        );
+    }
+    let rb = kind.row_bytes(k);
+    for path in PATHS.into_iter().filter(|p| p.available()) {
+        let mut y = vec![f32::NAN; m * rows];
+        qmatmul_path(path, kind, &w, rows, &acts, &mut y);
         for c in 0..m {
-            assert_eq!(
-                acts.codes(c).iter().map(|&q| q as f32).collect::<Vec<_>>(),
-                &x[c * k..(c + 1) * k]
-            );
-        }
-        let rb = kind.row_bytes(k);
-        for path in PATHS.into_iter().filter(|p| p.available()) {
-            let mut y = vec![f32::NAN; m * rows];
-            qmatmul_path(path, kind, &w, rows, &acts, &mut y);
-            for c in 0..m {
-                for r in 0..rows {
-                    let want: i32 = (0..nb)
-                        .map(|b| {
-                            let blk = &w[r * rb + b * kind.block_bytes()..][..kind.block_bytes()];
-                            reference::block_isum(kind, blk, &acts.codes(c)[b * 32..b * 32 + 32])
-                        })
-                        .sum();
-                    assert_eq!(y[c * rows + r], want as f32, "{kind:?} {path:?} ({c}, {r})");
-                }
+            for r in 0..rows {
+                let row = &w[r * rb..(r + 1) * rb];
+                let want: i32 = (0..nb)
+                    .map(|b| {
+                        let codes = &acts.codes(c)[b * 32..b * 32 + 32];
+                        reference::block_isums(kind, row, b, codes)
+                            .iter()
+                            .sum::<i32>()
+                    })
+                    .sum();
+                assert_eq!(y[c * rows + r], want as f32, "{kind:?} {path:?} ({c}, {r})");
             }
         }
     }
@@ -320,8 +347,8 @@ fn integer_part_is_exact() {
 
 #[test]
 fn approximates_the_float_product() {
-    for kind in [QuantKind::Q4_1, QuantKind::Q8_0] {
-        let (rows, k, m) = (64, 576, 3);
+    for kind in QuantKind::ALL {
+        let (rows, k, m) = (64, 768, 3);
         let w = test_weights(kind, rows, k, 21, 0.5);
         let x = test_values(m * k, 22, 1.0);
         let exact = reference::matmul_dequantized(kind, &w, rows, k, &x, m);

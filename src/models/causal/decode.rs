@@ -21,41 +21,38 @@
 use std::ops::Range;
 
 use taskbench_kernels::decode_attention::{attend_row, Cache};
-use taskbench_kernels::quant::{QuantKind, QuantizedActs};
+use taskbench_kernels::quant::QuantizedActs;
 use taskbench_kernels::team::{self, Ctx, SharedMut};
 
 use super::llama::{attention_shape, rms_norm_rows, round_f16, silu, KvCache, Llama, RopeAngles};
 use super::weights::Matrix;
 
-/// A thread's input to the products of one phase, quantized once per weight kind.
+/// A thread's input to the products of one phase, quantized once for all of them (the
+/// quantization is the same whatever the weights' kind).
 #[derive(Default)]
 struct Input {
-    acts: [QuantizedActs; 2],
-    fresh: [bool; 2],
+    acts: QuantizedActs,
+    fresh: bool,
 }
 
 impl Input {
     fn reset(&mut self) {
-        self.fresh = [false; 2];
+        self.fresh = false;
     }
 
-    fn get(&mut self, kind: QuantKind, x: &[f32]) -> &QuantizedActs {
-        let i = match kind {
-            QuantKind::Q4_1 => 0,
-            QuantKind::Q8_0 => 1,
-        };
-        if !self.fresh[i] {
-            self.acts[i].quantize(kind, x, x.len());
-            self.fresh[i] = true;
+    fn get(&mut self, x: &[f32]) -> &QuantizedActs {
+        if !self.fresh {
+            self.acts.quantize(x, x.len());
+            self.fresh = true;
         }
-        &self.acts[i]
+        &self.acts
     }
 }
 
 /// Rows `range` of `w`'s product with `x` into `out` (`range.len()` values).
 fn rows(w: &Matrix, input: &mut Input, x: &[f32], range: Range<usize>, out: &mut [f32]) {
     let (kind, bytes) = w.quantized().expect("checked by `supported`");
-    taskbench_kernels::quant::qmatvec_rows(kind, bytes, input.get(kind, x), range, out);
+    taskbench_kernels::quant::qmatvec_rows(kind, bytes, input.get(x), range, out);
 }
 
 /// Whether the team step can run this model: every product on quantized weights.

@@ -3,7 +3,7 @@
 //! that a quantized kernel can replace the f32 one without touching the model.
 
 use taskbench_kernels::linear::linear_bias;
-use taskbench_kernels::quant::{dequantize_row, qmatmul, QuantKind};
+use taskbench_kernels::quant::{dequantize_row, qmatmul_quantized, QuantKind, QuantizedActs};
 
 /// `rows x cols` with `rows` = output features.
 pub struct Matrix {
@@ -95,13 +95,26 @@ impl Matrix {
 
     /// `y (m x rows) = x (m x cols) · selfᵀ`.
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
-        assert!(x.len() == m * self.cols && y.len() == m * self.rows);
-        match &self.storage {
-            Storage::F32 { transposed, zeros } => {
-                let threads = rayon::current_num_threads().max(1);
-                linear_bias(x, m, transposed, self.cols, self.rows, zeros, threads, y);
+        Self::matmuls(x, m, &mut [(self, y)]);
+    }
+
+    /// `y_i = x · W_iᵀ` for several matrices that read the same input (a layer's Q, K and
+    /// V, or its gate and up projections): the input is quantized once for all the
+    /// quantized ones, whatever their kinds.
+    pub fn matmuls(x: &[f32], m: usize, products: &mut [(&Matrix, &mut [f32])]) {
+        let mut acts: Option<QuantizedActs> = None;
+        for (w, y) in products.iter_mut() {
+            assert!(x.len() == m * w.cols && y.len() == m * w.rows);
+            match &w.storage {
+                Storage::F32 { transposed, zeros } => {
+                    let threads = rayon::current_num_threads().max(1);
+                    linear_bias(x, m, transposed, w.cols, w.rows, zeros, threads, y);
+                }
+                Storage::Quant { kind, bytes } => {
+                    let acts = acts.get_or_insert_with(|| QuantizedActs::new(x, w.cols));
+                    qmatmul_quantized(*kind, bytes, w.rows, acts, y);
+                }
             }
-            Storage::Quant { kind, bytes } => qmatmul(*kind, bytes, self.rows, self.cols, x, m, y),
         }
     }
 }
@@ -120,6 +133,67 @@ mod tests {
             }
         }
         y
+    }
+
+    /// Every quantized kind reads its GGUF bytes as candle (and so ggml) does: candle
+    /// quantizes varied rows to each format, and each row dequantized here equals candle's
+    /// dequantization exactly; the products then agree with the dequantized weights' product.
+    #[test]
+    fn quantized_rows_read_as_candle_writes_them() {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        use candle_core::{Device, Tensor};
+        let (rows, cols) = (6, 512);
+        // Rows of different scales and signs, some with outliers, so scales and mins vary.
+        let data: Vec<f32> = taskbench_kernels::test_values(rows * cols, 7, 1.0)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let r = i / cols;
+                let outlier = if i % 97 == 0 { 6.0 } else { 1.0 };
+                v * outlier * (0.05 + r as f32 * 0.4) + if r % 2 == 1 { 0.3 } else { 0.0 }
+            })
+            .collect();
+        let tensor = Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap();
+        for (kind, dtype) in [
+            (QuantKind::Q4_1, GgmlDType::Q4_1),
+            (QuantKind::Q8_0, GgmlDType::Q8_0),
+            (QuantKind::Q5_0, GgmlDType::Q5_0),
+            (QuantKind::Q4_K, GgmlDType::Q4K),
+            (QuantKind::Q6_K, GgmlDType::Q6K),
+        ] {
+            let q = QTensor::quantize(&tensor, dtype).unwrap();
+            let want: Vec<f32> = q
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let bytes = q.data().unwrap().into_owned();
+            let w = Matrix::from_quantized(rows, cols, kind, bytes);
+            for r in 0..rows {
+                let mut got = Vec::new();
+                w.row_into(r, &mut got);
+                assert_eq!(got, want[r * cols..(r + 1) * cols], "{kind:?} row {r}");
+            }
+            let x = taskbench_kernels::test_values(3 * cols, 8, 1.0);
+            let mut y = vec![0.0; 3 * rows];
+            w.matmul(&x, 3, &mut y);
+            let dense = Matrix::from_f32(rows, cols, want);
+            let mut exact = vec![0.0; 3 * rows];
+            dense.matmul(&x, 3, &mut exact);
+            let err = y
+                .iter()
+                .zip(&exact)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f32>();
+            let norm = exact.iter().map(|a| a * a).sum::<f32>();
+            // Only the 8-bit activations separate them.
+            assert!(
+                err.sqrt() <= 0.01 * norm.sqrt(),
+                "{kind:?}: {err} vs {norm}"
+            );
+        }
     }
 
     #[test]
