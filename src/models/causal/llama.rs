@@ -183,9 +183,12 @@ impl Llama {
         let c = &self.config;
         s.normed.copy_from_slice(x);
         rms_norm_rows(&mut s.normed, &layer.attn_norm, c.rms_eps);
-        layer.wq.matmul(&s.normed, m, &mut s.q);
-        layer.wk.matmul(&s.normed, m, &mut s.k);
-        layer.wv.matmul(&s.normed, m, &mut s.v);
+        let qkv: &mut [(&Matrix, &mut [f32])] = &mut [
+            (&layer.wq, &mut s.q),
+            (&layer.wk, &mut s.k),
+            (&layer.wv, &mut s.v),
+        ];
+        Matrix::matmuls(&s.normed, m, qkv);
         add_bias_rows(&mut s.q, layer.bq.as_deref());
         add_bias_rows(&mut s.k, layer.bk.as_deref());
         add_bias_rows(&mut s.v, layer.bv.as_deref());
@@ -217,8 +220,9 @@ impl Llama {
         let c = &self.config;
         s.normed.copy_from_slice(x);
         rms_norm_rows(&mut s.normed, &layer.ffn_norm, c.rms_eps);
-        layer.w_gate.matmul(&s.normed, m, &mut s.gate);
-        layer.w_up.matmul(&s.normed, m, &mut s.up);
+        let gate_up: &mut [(&Matrix, &mut [f32])] =
+            &mut [(&layer.w_gate, &mut s.gate), (&layer.w_up, &mut s.up)];
+        Matrix::matmuls(&s.normed, m, gate_up);
         for (g, u) in s.gate.iter_mut().zip(&s.up) {
             *g = silu(*g) * u;
         }
