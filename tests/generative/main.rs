@@ -8,6 +8,10 @@
 //!   (`tests/fixtures/tiny-llama`, `tiny-qwen2`, made by `scripts/make_causal_reference.py`).
 //! * `chat_template`: templates render as transformers' `apply_chat_template`; errors name lines.
 //! * `bad_input`: unsupported, truncated and foreign files, and prompts longer than the context.
+//!
+//! `TASKBENCH_TEST_GGUF=FILE` and `TASKBENCH_TEST_LLAMACPP=DIR` run the SmolLM2 tests on another
+//! GGUF of the same model (a re-quantization) against references made for it by
+//! `MODEL=FILE scripts/make_llamacpp_reference.sh DIR`.
 
 mod bad_input;
 mod chat_template;
@@ -31,8 +35,11 @@ pub fn fixtures() -> PathBuf {
 
 /// The SmolLM2 GGUF fetched by `make models`; a missing file fails (it does not skip).
 pub fn smollm2_path() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = match std::env::var_os("TASKBENCH_TEST_GGUF") {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    };
     assert!(
         path.is_file(),
         "{} is missing: run `make models` (scripts/fetch-models.sh) before the tests",
@@ -70,7 +77,9 @@ pub struct LlamaCppRef {
 pub const LLAMACPP_GEN_TOKENS: usize = 24;
 
 pub fn llamacpp_refs() -> Vec<LlamaCppRef> {
-    let path = fixtures().join("smollm2/smollm2-llamacpp.jsonl");
+    let dir = std::env::var_os("TASKBENCH_TEST_LLAMACPP")
+        .map_or_else(|| fixtures().join("smollm2"), PathBuf::from);
+    let path = dir.join("smollm2-llamacpp.jsonl");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let refs: Vec<LlamaCppRef> = text
         .lines()
