@@ -83,10 +83,11 @@ unsafe fn block_codes(kind: QuantKind, row: &[u8], b: usize) -> __m256i {
     };
     let shift = |v: __m256i, n: usize| _mm256_srl_epi16(v, _mm_cvtsi32_si128(n as i32));
     match kind {
+        QuantKind::Q4_0 => nibbles(b * 18 + 2),
         QuantKind::Q4_1 => nibbles(b * 20 + 4),
-        QuantKind::Q5_0 => {
-            let at = b * 22;
-            let qh = u32::from_le_bytes([row[at + 2], row[at + 3], row[at + 4], row[at + 5]]);
+        QuantKind::Q5_0 | QuantKind::Q5_1 => {
+            let at = b * kind.block_bytes() + if kind == QuantKind::Q5_0 { 2 } else { 4 };
+            let qh = u32::from_le_bytes([row[at], row[at + 1], row[at + 2], row[at + 3]]);
             // Byte i holds byte i/8 of qh; keep bit i%8 and turn it into 0x10.
             let spread = _mm256_shuffle_epi8(
                 _mm256_set1_epi32(qh as i32),
@@ -100,14 +101,19 @@ unsafe fn block_codes(kind: QuantKind, row: &[u8], b: usize) -> __m256i {
             let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
             let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
             _mm256_or_si256(
-                nibbles(at + 6),
+                nibbles(at + 4),
                 _mm256_and_si256(set, _mm256_set1_epi8(0x10)),
             )
         }
-        QuantKind::Q4_K => {
-            let j = b % 8;
-            let q = load32(b / 8 * 144 + 16 + 32 * (j / 2));
-            _mm256_and_si256(shift(q, 4 * (j % 2)), low)
+        QuantKind::Q4_K | QuantKind::Q5_K => {
+            let (sb, j) = (b / 8 * kind.block_bytes(), b % 8);
+            let qs_at = if kind == QuantKind::Q4_K { 16 } else { 48 };
+            let q = _mm256_and_si256(shift(load32(sb + qs_at + 32 * (j / 2)), 4 * (j % 2)), low);
+            if kind == QuantKind::Q4_K {
+                return q;
+            }
+            let qh = _mm256_and_si256(shift(load32(sb + 16), j), _mm256_set1_epi8(1));
+            _mm256_or_si256(q, _mm256_slli_epi16(qh, 4))
         }
         QuantKind::Q6_K => {
             let sb = b / 8 * 210;

@@ -19,20 +19,28 @@ const SUPER: usize = 256;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[allow(non_camel_case_types)] // ggml's names
 pub enum QuantKind {
+    /// 18 bytes per 32 weights: f16 `d`, 16 bytes of nibbles; weight `j` (0..16) is
+    /// `((qs[j] & 15) − 8)·d`, weight `j + 16` the high nibble's.
+    Q4_0,
     /// 20 bytes per 32 weights: f16 `d`, f16 `m`, 16 bytes of nibbles; weight `j` (0..16) is
     /// `(qs[j] & 15)·d + m`, weight `j + 16` is `(qs[j] >> 4)·d + m`.
     Q4_1,
-    /// 34 bytes per 32 weights: f16 `d`, 32 signed bytes; weight `j` is `qs[j]·d`.
-    Q8_0,
     /// 22 bytes per 32 weights: f16 `d`, 32 high bits `qh` (little-endian), 16 bytes of
     /// nibbles; weight `j` (0..16) is `((qs[j] & 15) | bit j of qh << 4) − 16` times `d`,
     /// weight `j + 16` the high nibble with bit `j + 16`.
     Q5_0,
+    /// 24 bytes per 32 weights: f16 `d`, f16 `m`, `qh`, nibbles as Q5_0; weight = `q·d + m`.
+    Q5_1,
+    /// 34 bytes per 32 weights: f16 `d`, 32 signed bytes; weight `j` is `qs[j]·d`.
+    Q8_0,
     /// 144 bytes per 256 weights: f16 `d`, f16 `dmin`, 12 bytes packing eight 6-bit scales
     /// and eight 6-bit mins, 128 bytes of nibbles. Each 64 weights share 32 bytes: the low
     /// nibbles are weights 0..32 (sub-block `2i`), the high ones 32..64 (sub-block `2i + 1`);
     /// weight = `d·scale_s · q − dmin·min_s`.
     Q4_K,
+    /// 176 bytes per 256 weights: Q4_K's `d`, `dmin` and scales, then 32 bytes `qh` whose bit
+    /// `s` of byte `l` is the fifth bit of weight `l` of sub-block `s`, then Q4_K's nibbles.
+    Q5_K,
     /// 210 bytes per 256 weights: 128 bytes of low nibbles `ql`, 64 bytes of 2-bit high parts
     /// `qh`, 16 signed scales (one per 16 weights), f16 `d`; weight = `d·scale · (q − 32)`.
     /// In each 128-weight half, weights 0..32 and 64..96 take the low and high nibbles of
@@ -42,12 +50,15 @@ pub enum QuantKind {
 }
 
 impl QuantKind {
-    /// Every kind, for tests and benches.
-    pub const ALL: [QuantKind; 5] = [
+    /// Every kind, in declaration order (`ALL[kind as usize] == kind`).
+    pub const ALL: [QuantKind; 8] = [
+        QuantKind::Q4_0,
         QuantKind::Q4_1,
-        QuantKind::Q8_0,
         QuantKind::Q5_0,
+        QuantKind::Q5_1,
+        QuantKind::Q8_0,
         QuantKind::Q4_K,
+        QuantKind::Q5_K,
         QuantKind::Q6_K,
     ];
 
@@ -55,7 +66,7 @@ impl QuantKind {
     /// must be a multiple of it.
     pub const fn block_elems(self) -> usize {
         match self {
-            QuantKind::Q4_K | QuantKind::Q6_K => SUPER,
+            QuantKind::Q4_K | QuantKind::Q5_K | QuantKind::Q6_K => SUPER,
             _ => BLOCK,
         }
     }
@@ -63,10 +74,13 @@ impl QuantKind {
     /// Bytes per storage block of [`QuantKind::block_elems`] weights.
     pub const fn block_bytes(self) -> usize {
         match self {
+            QuantKind::Q4_0 => 18,
             QuantKind::Q4_1 => 20,
-            QuantKind::Q8_0 => 34,
             QuantKind::Q5_0 => 22,
+            QuantKind::Q5_1 => 24,
+            QuantKind::Q8_0 => 34,
             QuantKind::Q4_K => 144,
+            QuantKind::Q5_K => 176,
             QuantKind::Q6_K => 210,
         }
     }
@@ -80,15 +94,19 @@ impl QuantKind {
     pub const fn zero(self) -> i32 {
         match self {
             QuantKind::Q8_0 => 128,
+            QuantKind::Q4_0 => 8,
             QuantKind::Q5_0 => 16,
             QuantKind::Q6_K => 32,
-            QuantKind::Q4_1 | QuantKind::Q4_K => 0,
+            QuantKind::Q4_1 | QuantKind::Q5_1 | QuantKind::Q4_K | QuantKind::Q5_K => 0,
         }
     }
 
     /// Whether blocks carry a min (an offset added to every weight).
     pub const fn has_min(self) -> bool {
-        matches!(self, QuantKind::Q4_1 | QuantKind::Q4_K)
+        matches!(
+            self,
+            QuantKind::Q4_1 | QuantKind::Q5_1 | QuantKind::Q4_K | QuantKind::Q5_K
+        )
     }
 
     /// Whether the scale changes every 16 weights rather than every 32.
@@ -132,30 +150,39 @@ fn half_at(bytes: &[u8], at: usize) -> f32 {
 /// Block `b` (weights `32b..32b + 32`) of a row of `kind` (the row's GGUF bytes).
 pub fn block32(kind: QuantKind, row: &[u8], b: usize) -> Block32 {
     let mut codes = [0u8; 32];
+    // A 32-weight format's block.
+    let small = || &row[b * kind.block_bytes()..][..kind.block_bytes()];
     match kind {
-        QuantKind::Q4_1 | QuantKind::Q8_0 | QuantKind::Q5_0 => {
-            let blk = &row[b * kind.block_bytes()..(b + 1) * kind.block_bytes()];
-            match kind {
-                QuantKind::Q4_1 => nibbles_into(&blk[4..20], &mut codes),
-                QuantKind::Q8_0 => {
-                    for (c, &q) in codes.iter_mut().zip(&blk[2..]) {
-                        *c = q ^ 0x80;
-                    }
-                }
-                _ => {
-                    nibbles_into(&blk[6..22], &mut codes);
-                    let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
-                    for (j, c) in codes.iter_mut().enumerate() {
-                        *c |= (((qh >> j) & 1) << 4) as u8;
-                    }
-                }
+        QuantKind::Q4_0 => nibbles_into(&small()[2..18], &mut codes),
+        QuantKind::Q4_1 => nibbles_into(&small()[4..20], &mut codes),
+        QuantKind::Q5_0 | QuantKind::Q5_1 => {
+            let blk = small();
+            let at = if kind == QuantKind::Q5_0 { 2 } else { 4 };
+            nibbles_into(&blk[at + 4..at + 20], &mut codes);
+            let qh = u32::from_le_bytes([blk[at], blk[at + 1], blk[at + 2], blk[at + 3]]);
+            for (j, c) in codes.iter_mut().enumerate() {
+                *c |= (((qh >> j) & 1) << 4) as u8;
             }
         }
-        QuantKind::Q4_K => {
+        QuantKind::Q8_0 => {
+            for (c, &q) in codes.iter_mut().zip(&small()[2..34]) {
+                *c = q ^ 0x80;
+            }
+        }
+        QuantKind::Q4_K | QuantKind::Q5_K => {
+            let sb = super_block(kind, row, b);
             let j = b % 8;
-            let qs = &super_block(kind, row, b)[16 + 32 * (j / 2)..][..32];
-            for (c, &q) in codes.iter_mut().zip(qs) {
+            let (qs_at, qh) = if kind == QuantKind::Q4_K {
+                (16, None)
+            } else {
+                (48, Some(&sb[16..48]))
+            };
+            let qs = &sb[qs_at + 32 * (j / 2)..][..32];
+            for (l, (c, &q)) in codes.iter_mut().zip(qs).enumerate() {
                 *c = if j % 2 == 0 { q & 15 } else { q >> 4 };
+                if let Some(qh) = qh {
+                    *c |= ((qh[l] >> j) & 1) << 4;
+                }
             }
         }
         QuantKind::Q6_K => {
@@ -187,7 +214,7 @@ fn super_block(kind: QuantKind, row: &[u8], b: usize) -> &[u8] {
     &row[b / per * kind.block_bytes()..][..kind.block_bytes()]
 }
 
-/// A Q4_K super-block's eight sub-block scales `d·scale_s` and mins `−dmin·min_s` (both exact
+/// A Q4_K (or Q5_K) super-block's eight sub-block scales `d·scale_s` and mins `−dmin·min_s` (both exact
 /// in f32: an f16 times a 6-bit integer).
 pub fn q4k_scales(sb: &[u8]) -> ([f32; 8], [f32; 8]) {
     let mut scales = [0.0; 8];
@@ -198,7 +225,8 @@ pub fn q4k_scales(sb: &[u8]) -> ([f32; 8], [f32; 8]) {
     (scales, mins)
 }
 
-/// Sub-block `j`'s scale `d·scale_j` and min `−dmin·min_j` of a Q4_K super-block, unpacked
+/// Sub-block `j`'s scale `d·scale_j` and min `−dmin·min_j` of a Q4_K or Q5_K super-block (the
+/// same first 16 bytes), unpacked
 /// from ggml's 12-byte layout: scales and mins 0..4 are the low 6 bits of bytes 0..4 and
 /// 4..8; 4..8 take their low 4 bits from the nibbles of bytes 8..12 and their top 2 from
 /// the top bits of bytes 0..4 and 4..8.
@@ -217,13 +245,11 @@ pub fn q4k_scale_min(sb: &[u8], j: usize) -> (f32, f32) {
 
 /// Block `b`'s scales (per 16 weights) and min, without its codes.
 pub fn block_scales(kind: QuantKind, row: &[u8], b: usize) -> ([f32; 2], f32) {
+    let at = b * kind.block_bytes();
     match kind {
-        QuantKind::Q4_1 => {
-            let at = b * kind.block_bytes();
-            ([half_at(row, at); 2], half_at(row, at + 2))
-        }
-        QuantKind::Q8_0 | QuantKind::Q5_0 => ([half_at(row, b * kind.block_bytes()); 2], 0.0),
-        QuantKind::Q4_K => {
+        QuantKind::Q4_1 | QuantKind::Q5_1 => ([half_at(row, at); 2], half_at(row, at + 2)),
+        QuantKind::Q4_0 | QuantKind::Q5_0 | QuantKind::Q8_0 => ([half_at(row, at); 2], 0.0),
+        QuantKind::Q4_K | QuantKind::Q5_K => {
             let (scale, min) = q4k_scale_min(super_block(kind, row, b), b % 8);
             ([scale; 2], min)
         }

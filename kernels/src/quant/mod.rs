@@ -1,4 +1,5 @@
-//! Block-quantized weights (ggml's Q4_1, Q8_0, Q5_0, Q4_K and Q6_K) times f32 activations.
+//! Block-quantized weights (ggml's Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K) times f32
+//! activations.
 //!
 //! Weights are the raw bytes of a GGUF tensor: row-major `[rows][k]`, each row a sequence of
 //! blocks in ggml's layout (see [`QuantKind`]), which every path reads as 32-weight blocks
@@ -8,8 +9,8 @@
 //!
 //! `Σ_b d_w·d_x·isum_b + Σ_b m_w·s_x`, where `isum_b` is the exact integer dot product of the
 //! weight codes (less the zero point) and the activation codes of block `b`, and `s_x` is
-//! `f16(d_x · Σ codes)` as in a Q8_1 block. Q4_1 · Q8_1 and Q8_0 · Q8_0 (and Q5_0 · Q8_0)
-//! are then exactly llama.cpp's integer parts; the K-quants differ from llama.cpp in quantizing
+//! `f16(d_x · Σ codes)` as in a Q8_1 block. For the 32-weight formats (Q4_1 · Q8_1, Q8_0 · Q8_0,
+//! Q4_0 / Q5_0 · Q8_0, Q5_1 · Q8_1) these are exactly llama.cpp's integer parts; the K-quants differ from llama.cpp in quantizing
 //! activations per 32 values instead of per 256 (finer, so not bit-comparable).
 //!
 //! The integer parts are exact; only the order of the float accumulation differs from
@@ -566,25 +567,35 @@ pub fn test_weights(kind: QuantKind, rows: usize, k: usize, seed: u64, scale: f3
         let jitter = 1.0 + 0.5 * jitters[2 * b];
         let min = -scale * (1.0 + 0.2 * jitters[2 * b + 1]);
         match kind {
+            QuantKind::Q4_0 => {
+                out.extend(half(scale / 8.0 * jitter));
+                out.extend((0..16).map(|_| next()));
+            }
             QuantKind::Q4_1 => {
                 out.extend(half(scale / 8.0 * jitter));
                 out.extend(half(min));
                 out.extend((0..16).map(|_| next()));
             }
-            QuantKind::Q8_0 => {
-                out.extend(half(scale / 127.0 * jitter));
-                out.extend((0..32).map(|_| next()));
-            }
             QuantKind::Q5_0 => {
                 out.extend(half(scale / 16.0 * jitter));
                 out.extend((0..20).map(|_| next()));
             }
-            QuantKind::Q4_K => {
+            QuantKind::Q5_1 => {
+                out.extend(half(scale / 16.0 * jitter));
+                out.extend(half(min));
+                out.extend((0..20).map(|_| next()));
+            }
+            QuantKind::Q8_0 => {
+                out.extend(half(scale / 127.0 * jitter));
+                out.extend((0..32).map(|_| next()));
+            }
+            QuantKind::Q4_K | QuantKind::Q5_K => {
                 // d·sc spans 0..63·d, dmin·m likewise: d = scale / (8 · 32) puts a typical
-                // sub-block scale near scale / 8.
-                out.extend(half(scale / 256.0 * jitter));
+                // sub-block scale near scale / 8 (/ 16 with Q5_K's fifth bit).
+                let bits = if kind == QuantKind::Q4_K { 8.0 } else { 16.0 };
+                out.extend(half(scale / (bits * 32.0) * jitter));
                 out.extend(half(-min / 32.0));
-                out.extend((0..140).map(|_| next()));
+                out.extend((4..kind.block_bytes()).map(|_| next()));
             }
             QuantKind::Q6_K => {
                 out.extend((0..192).map(|_| next()));

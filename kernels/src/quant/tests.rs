@@ -55,6 +55,14 @@ fn one_row_equals_the_same_row_in_a_batch() {
 }
 
 #[test]
+fn kinds_are_listed_in_declaration_order() {
+    // The kernels' per-kind dispatch relies on `ALL[kind as usize] == kind`.
+    for (i, kind) in QuantKind::ALL.into_iter().enumerate() {
+        assert_eq!(kind as usize, i, "{kind:?}");
+    }
+}
+
+#[test]
 fn f16_conversions_match_f16c() {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("f16c") {
@@ -275,12 +283,12 @@ fn unit_scales(kind: QuantKind, w: &mut [u8]) {
     let one = f32_to_f16(1.0).to_le_bytes();
     for blk in w.chunks_exact_mut(kind.block_bytes()) {
         match kind {
-            QuantKind::Q4_1 => {
+            QuantKind::Q4_1 | QuantKind::Q5_1 => {
                 blk[..2].copy_from_slice(&one);
                 blk[2..4].fill(0);
             }
-            QuantKind::Q8_0 | QuantKind::Q5_0 => blk[..2].copy_from_slice(&one),
-            QuantKind::Q4_K => {
+            QuantKind::Q4_0 | QuantKind::Q5_0 | QuantKind::Q8_0 => blk[..2].copy_from_slice(&one),
+            QuantKind::Q4_K | QuantKind::Q5_K => {
                 blk[..2].copy_from_slice(&one);
                 blk[2..4].fill(0);
                 // Scales 0..4 = 1, mins 0..4 = 0, scales 4..8 = 1 (low nibbles), mins 4..8 = 0.

@@ -3,30 +3,43 @@
 use super::*;
 use std::arch::x86_64::*;
 
-/// Runs `$body` with `$K` a constant naming `$kind` (its index in [`QuantKind::ALL`]), so
+/// Runs `$body` with `$K` a constant naming `$kind` (its discriminant, its index in
+/// [`QuantKind::ALL`]), so
 /// that the kernels below are compiled once per kind with the other formats' branches
 /// folded away (one body serving all kinds at run time cost decode a quarter of its speed).
 macro_rules! with_kind {
     ($kind:expr, $K:ident => $body:expr) => {
         match $kind {
-            QuantKind::Q4_1 => {
-                const $K: usize = 0;
+            QuantKind::Q4_0 => {
+                const $K: usize = QuantKind::Q4_0 as usize;
                 $body
             }
-            QuantKind::Q8_0 => {
-                const $K: usize = 1;
+            QuantKind::Q4_1 => {
+                const $K: usize = QuantKind::Q4_1 as usize;
                 $body
             }
             QuantKind::Q5_0 => {
-                const $K: usize = 2;
+                const $K: usize = QuantKind::Q5_0 as usize;
+                $body
+            }
+            QuantKind::Q5_1 => {
+                const $K: usize = QuantKind::Q5_1 as usize;
+                $body
+            }
+            QuantKind::Q8_0 => {
+                const $K: usize = QuantKind::Q8_0 as usize;
                 $body
             }
             QuantKind::Q4_K => {
-                const $K: usize = 3;
+                const $K: usize = QuantKind::Q4_K as usize;
+                $body
+            }
+            QuantKind::Q5_K => {
+                const $K: usize = QuantKind::Q5_K as usize;
                 $body
             }
             QuantKind::Q6_K => {
-                const $K: usize = 4;
+                const $K: usize = QuantKind::Q6_K as usize;
                 $body
             }
         }
@@ -160,16 +173,17 @@ unsafe fn block_scales(kind: QuantKind, row: *const u8, g: usize, n: usize) -> (
     let bb = kind.block_bytes() as i32;
     match kind {
         // 4 bytes `d, m` at the start of each block.
-        QuantKind::Q4_1 => halves(gathered(bb, row.add(g * 20))),
+        QuantKind::Q4_1 | QuantKind::Q5_1 => halves(gathered(bb, row.add(g * bb as usize))),
         // `d` then 2 bytes of codes or high bits.
-        QuantKind::Q8_0 | QuantKind::Q5_0 => {
+        QuantKind::Q4_0 | QuantKind::Q5_0 | QuantKind::Q8_0 => {
             let (d, _) = halves(gathered(bb, row.add(g * bb as usize)));
             (d, _mm512_setzero_ps())
         }
-        QuantKind::Q4_K => {
-            let first = q4k_super_scales(row.add(g / 8 * 144));
+        QuantKind::Q4_K | QuantKind::Q5_K => {
+            let sb = bb as usize;
+            let first = q4k_super_scales(row.add(g / 8 * sb));
             let second = if n > 8 {
-                q4k_super_scales(row.add((g / 8 + 1) * 144))
+                q4k_super_scales(row.add((g / 8 + 1) * sb))
             } else {
                 (_mm256_setzero_ps(), _mm256_setzero_ps())
             };
@@ -201,7 +215,7 @@ unsafe fn q6k_d_lanes(row: *const u8, g: usize, n: usize) -> __m512i {
     )
 }
 
-/// A Q4_K super-block's eight scales `d·sc` and mins `−dmin·m`, unpacking the 12 bytes of
+/// A Q4_K or Q5_K super-block's eight scales `d·sc` and mins `−dmin·m`, unpacking the 12 bytes of
 /// 6-bit values with whole-word masks (the layout [`super::formats::q4k_scale_min`] reads
 /// one at a time).
 #[inline(always)]
@@ -251,12 +265,15 @@ unsafe fn q6k_half_scales(row: *const u8, g: usize, n: usize) -> (__m512, __m512
 unsafe fn unpack_pair(kind: QuantKind, row: *const u8, b: usize, two: bool) -> __m512i {
     let low4 = _mm512_set1_epi8(0x0f);
     match kind {
+        QuantKind::Q4_0 => nibble_pair(row, b * 18 + 2, 18, two),
         QuantKind::Q4_1 => nibble_pair(row, b * 20 + 4, 20, two),
-        QuantKind::Q5_0 => {
-            let qh = |b: usize| (row.add(b * 22 + 2) as *const u32).read_unaligned() as u64;
+        QuantKind::Q5_0 | QuantKind::Q5_1 => {
+            let bb = kind.block_bytes();
+            let at = if kind == QuantKind::Q5_0 { 2 } else { 4 };
+            let qh = |b: usize| (row.add(b * bb + at) as *const u32).read_unaligned() as u64;
             let bits = qh(b) | if two { qh(b + 1) << 32 } else { 0 };
             let high = _mm512_maskz_set1_epi8(bits, 0x10);
-            _mm512_or_si512(nibble_pair(row, b * 22 + 6, 22, two), high)
+            _mm512_or_si512(nibble_pair(row, b * bb + at + 4, bb, two), high)
         }
         QuantKind::Q8_0 => {
             let p0 = row.add(b * 34 + 2) as *const __m256i;
@@ -274,12 +291,23 @@ unsafe fn unpack_pair(kind: QuantKind, row: *const u8, b: usize, two: bool) -> _
             };
             _mm512_xor_si512(both, off)
         }
-        QuantKind::Q4_K => {
+        QuantKind::Q4_K | QuantKind::Q5_K => {
             // 32 bytes: low nibbles are block b, high ones block b + 1.
-            let q = _mm256_loadu_si256(row.add(b / 8 * 144 + 16 + 16 * (b % 8)) as *const __m256i);
-            let both = _mm512_broadcast_i64x4(q);
+            let sb = row.add(b / 8 * kind.block_bytes());
+            let qs_at = if kind == QuantKind::Q4_K { 16 } else { 48 };
+            let q = _mm256_loadu_si256(sb.add(qs_at + 16 * (b % 8)) as *const __m256i);
             let shifts = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
-            _mm512_and_si512(_mm512_srlv_epi64(both, shifts), low4)
+            let codes =
+                _mm512_and_si512(_mm512_srlv_epi64(_mm512_broadcast_i64x4(q), shifts), low4);
+            if kind == QuantKind::Q4_K {
+                return codes;
+            }
+            // Q5_K: bit j of qh[l] is weight l's fifth bit in sub-block j (b, b + 1 here).
+            let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(sb.add(16) as *const __m256i));
+            let (h0, h1) = ((b % 8) as i64, (b % 8) as i64 + 1);
+            let qh = _mm512_srlv_epi64(qh, _mm512_setr_epi64(h0, h0, h0, h0, h1, h1, h1, h1));
+            let high = _mm512_slli_epi16::<4>(_mm512_and_si512(qh, _mm512_set1_epi8(1)));
+            _mm512_or_si512(codes, high)
         }
         QuantKind::Q6_K => {
             // Blocks b, b + 1 are quarters (q, q + 1) of a 128-weight half: the same nibble of

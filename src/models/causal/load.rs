@@ -253,10 +253,13 @@ impl Source for GgufSource {
 
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Matrix, CausalError> {
         let kind = match self.content.tensor_infos.get(name).map(|i| i.ggml_dtype) {
+            Some(GgmlDType::Q4_0) => Some(QuantKind::Q4_0),
             Some(GgmlDType::Q4_1) => Some(QuantKind::Q4_1),
-            Some(GgmlDType::Q8_0) => Some(QuantKind::Q8_0),
             Some(GgmlDType::Q5_0) => Some(QuantKind::Q5_0),
+            Some(GgmlDType::Q5_1) => Some(QuantKind::Q5_1),
+            Some(GgmlDType::Q8_0) => Some(QuantKind::Q8_0),
             Some(GgmlDType::Q4K) => Some(QuantKind::Q4_K),
+            Some(GgmlDType::Q5K) => Some(QuantKind::Q5_K),
             Some(GgmlDType::Q6K) => Some(QuantKind::Q6_K),
             _ => None,
         };

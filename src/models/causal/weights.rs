@@ -155,10 +155,13 @@ mod tests {
             .collect();
         let tensor = Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap();
         for (kind, dtype) in [
+            (QuantKind::Q4_0, GgmlDType::Q4_0),
             (QuantKind::Q4_1, GgmlDType::Q4_1),
-            (QuantKind::Q8_0, GgmlDType::Q8_0),
             (QuantKind::Q5_0, GgmlDType::Q5_0),
+            (QuantKind::Q5_1, GgmlDType::Q5_1),
+            (QuantKind::Q8_0, GgmlDType::Q8_0),
             (QuantKind::Q4_K, GgmlDType::Q4K),
+            (QuantKind::Q5_K, GgmlDType::Q5K),
             (QuantKind::Q6_K, GgmlDType::Q6K),
         ] {
             let q = QTensor::quantize(&tensor, dtype).unwrap();
