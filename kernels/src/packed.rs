@@ -111,20 +111,13 @@ pub unsafe fn linear_panels(
             let (count, max_rows) = if two { (2, 12) } else { (1, ROW_TILE) };
             let cols = (w.n - (p + count - 1) * PANEL).min(PANEL);
             let bias = &w.bias[p * PANEL..][..count * PANEL];
-            for r0 in (0..rows).step_by(ROW_TILE) {
-                let tile = (rows - r0).min(ROW_TILE);
-                let first = if tile > max_rows { tile / 2 } else { tile };
-                for (start, len) in [(r0, first), (r0 + first, tile - first)] {
-                    if len == 0 {
-                        continue;
-                    }
-                    let xt = &x[start * k..(start + len) * k];
-                    let out = out.add(start * w.n + p * PANEL);
-                    if two {
-                        avx512::tile(len, xt, k, [panel(p), panel(p + 1)], bias, out, w.n, cols);
-                    } else {
-                        avx512::tile(len, xt, k, [panel(p)], bias, out, w.n, cols);
-                    }
+            for (start, len) in row_tiles(rows, max_rows) {
+                let xt = &x[start * k..(start + len) * k];
+                let out = out.add(start * w.n + p * PANEL);
+                if two {
+                    avx512::tile(len, xt, k, [panel(p), panel(p + 1)], bias, out, w.n, cols);
+                } else {
+                    avx512::tile(len, xt, k, [panel(p)], bias, out, w.n, cols);
                 }
             }
             p += count;
@@ -132,6 +125,25 @@ pub unsafe fn linear_panels(
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (panels, out);
+}
+
+/// Row tiles `(start, len)` of at most `max_rows` rows covering `0..rows`: full tiles of
+/// `max_rows` while more than two tiles' worth remain (the fewest passes over the weights),
+/// then the rest in one or two even tiles (no tile of a few rows, whose few accumulators
+/// cannot hide the multiply-add latency).
+fn row_tiles(rows: usize, max_rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let left = rows - start;
+        let len = match left {
+            0 => return None,
+            _ if left > 2 * max_rows => max_rows,
+            _ if left > max_rows => left.div_ceil(2),
+            _ => left,
+        };
+        start += len;
+        Some((start - len, len))
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -217,6 +229,28 @@ mod tests {
     use super::*;
     use crate::linear::linear_bias_reference;
     use crate::test_values;
+
+    #[test]
+    fn row_tiles_cover_the_rows_in_order_within_the_limit() {
+        for max_rows in [12usize, 16] {
+            for rows in 0..200 {
+                let tiles: Vec<_> = row_tiles(rows, max_rows).collect();
+                let mut next = 0;
+                for &(start, len) in &tiles {
+                    assert_eq!(start, next, "{rows} rows");
+                    assert!(len >= 1 && len <= max_rows, "{rows} rows: {tiles:?}");
+                    // Only a short product has a short tile.
+                    assert!(len >= max_rows / 2 || rows < max_rows, "{rows}: {tiles:?}");
+                    next += len;
+                }
+                assert_eq!(next, rows);
+            }
+        }
+        assert_eq!(
+            row_tiles(64, 12).collect::<Vec<_>>(),
+            [(0, 12), (12, 12), (24, 12), (36, 12), (48, 8), (56, 8)]
+        );
+    }
 
     #[test]
     fn matches_reference_on_odd_shapes_and_panel_ranges() {
