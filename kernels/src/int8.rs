@@ -304,6 +304,67 @@ impl QuantizedRows {
     }
 }
 
+/// Raw access to a [`QuantizedRows`] sized for `rows × k` ([`QuantizedRows::share`]), so that
+/// the threads of a region can quantize disjoint rows of one input between two barriers
+/// instead of each quantizing all of it.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedRows {
+    codes: *mut u8,
+    scales: *mut f32,
+    zeros: *mut i32,
+    rows: usize,
+    k: usize,
+    stride: usize,
+}
+
+// SAFETY: `quantize` is unsafe; its callers write disjoint rows between barriers.
+unsafe impl Send for SharedRows {}
+unsafe impl Sync for SharedRows {}
+
+impl QuantizedRows {
+    /// Sizes this value for `rows × k` (contents unset until quantized) and shares it.
+    pub(crate) fn share(&mut self, rows: usize, k: usize) -> SharedRows {
+        let stride = k.next_multiple_of(4);
+        self.rows = rows;
+        self.k = k;
+        self.stride = stride;
+        resize(&mut self.codes, rows * stride, 0);
+        resize(&mut self.scales, rows, 0.0);
+        resize(&mut self.zeros, rows, 0);
+        SharedRows {
+            codes: self.codes.as_mut_ptr(),
+            scales: self.scales.as_mut_ptr(),
+            zeros: self.zeros.as_mut_ptr(),
+            rows,
+            k,
+            stride,
+        }
+    }
+}
+
+impl SharedRows {
+    /// Quantizes rows `range` of `x` (`rows × k`) as [`QuantizedRows::quantize`] does.
+    ///
+    /// # Safety
+    /// The value shared is alive and not moved or resized; no other thread writes or reads
+    /// these rows until the next barrier.
+    pub(crate) unsafe fn quantize(&self, x: &[f32], range: Range<usize>) {
+        assert!(range.end <= self.rows && x.len() == self.rows * self.k);
+        let n = range.len();
+        quantize_rows(
+            &x[range.start * self.k..range.end * self.k],
+            self.k,
+            self.stride,
+            std::slice::from_raw_parts_mut(
+                self.codes.add(range.start * self.stride),
+                n * self.stride,
+            ),
+            std::slice::from_raw_parts_mut(self.scales.add(range.start), n),
+            std::slice::from_raw_parts_mut(self.zeros.add(range.start), n),
+        );
+    }
+}
+
 /// Grows `v` to at least `len` (never shrinks, so buffers settle at the largest batch).
 fn resize<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) {
     if v.len() < len {

@@ -154,6 +154,9 @@ pub struct Workspace {
     ffn: Vec<f32>,
     /// The int8 path's quantized activations, reused by its four products.
     quantized: QuantizedRows,
+    /// In a region that quantizes as a step of its own, the feed-forward output's (the
+    /// other products' inputs use `quantized`).
+    quantized_wide: QuantizedRows,
 }
 
 fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
