@@ -48,7 +48,7 @@ pub(super) unsafe fn rows(
                         _mm256_mullo_epi32(sum4, zero),
                     )
                 };
-                let ([s0, s1], min) = block_scales(kind, wrow, b);
+                let ([s0, s1], min) = scales(kind, wrow, b);
                 let dx = acts.d[c * nb + b];
                 let scale = _mm256_setr_ps(
                     s0 * dx,
@@ -70,6 +70,22 @@ pub(super) unsafe fn rows(
             *out.get().add(c * rows + r) = _mm_cvtss_f32(h) + summs;
         }
     }
+}
+
+/// Block `b`'s scales and min as [`block_scales`] gives them, the 32-weight formats' halves
+/// converted with F16C.
+#[inline(always)]
+unsafe fn scales(kind: QuantKind, row: &[u8], b: usize) -> ([f32; 2], f32) {
+    if kind.block_elems() != BLOCK {
+        return block_scales(kind, row, b);
+    }
+    let at = b * kind.block_bytes();
+    let half = |at: usize| {
+        let bits = u16::from_le_bytes([row[at], row[at + 1]]);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    };
+    let d = half(at);
+    ([d; 2], if kind.has_min() { half(at + 2) } else { 0.0 })
 }
 
 /// The 32 unsigned codes of block `b` of a row of `kind` (not Q8_0), in element order.
