@@ -1,6 +1,6 @@
 //! Quantized products at SmolLM2-135M's shapes (hidden 576, 3 KV heads × 64, FFN 1536,
-//! vocabulary 49152; Q4_1 layers, Q8_0 output head, and the Q5_0 / Q4_K / Q6_K products of
-//! its Q4_K_M re-quantization), at 1 activation row (decode) and 128
+//! vocabulary 49152; Q4_1 layers, Q8_0 output head, and the other formats' products in its
+//! Q4_0, Q4_K_M and Q5_K_M re-quantizations), at 1 activation row (decode) and 128
 //! (prefill), on a 2-thread pool; then whole-model passes: a decode step (30 layers of 7
 //! products on distinct weights, 96 MB, plus the head) and a 128-token prefill (the layers at
 //! m = 128, the head for the last token only). Run with `cargo bench --bench quant`.
@@ -41,6 +41,10 @@ fn shapes(c: &mut Criterion) {
         (QuantKind::Q5_0, FFN, HIDDEN),
         (QuantKind::Q4_K, HIDDEN, FFN),
         (QuantKind::Q6_K, HIDDEN, FFN),
+        // And of its Q4_0 and Q5_K_M ones.
+        (QuantKind::Q4_0, FFN, HIDDEN),
+        (QuantKind::Q5_1, FFN, HIDDEN),
+        (QuantKind::Q5_K, HIDDEN, FFN),
     ] {
         let w = quant::test_weights(kind, rows, k, 1, 0.05);
         for m in [1usize, 128] {
