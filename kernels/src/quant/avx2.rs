@@ -72,20 +72,13 @@ pub(super) unsafe fn rows(
     }
 }
 
-/// Block `b`'s scales and min as [`block_scales`] gives them, the 32-weight formats' halves
-/// converted with F16C.
+/// Block `b`'s scales and min ([`block_scales`]), the f16 fields converted with F16C.
 #[inline(always)]
 unsafe fn scales(kind: QuantKind, row: &[u8], b: usize) -> ([f32; 2], f32) {
-    if kind.block_elems() != BLOCK {
-        return block_scales(kind, row, b);
-    }
-    let at = b * kind.block_bytes();
-    let half = |at: usize| {
-        let bits = u16::from_le_bytes([row[at], row[at + 1]]);
+    block_scales_with(kind, row, b, |bytes, at| {
+        let bits = u16::from_le_bytes([bytes[at], bytes[at + 1]]);
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-    };
-    let d = half(at);
-    ([d; 2], if kind.has_min() { half(at + 2) } else { 0.0 })
+    })
 }
 
 /// The 32 unsigned codes of block `b` of a row of `kind` (not Q8_0), in element order.

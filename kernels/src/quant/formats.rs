@@ -7,7 +7,7 @@
 //! correction added to the integer dot product, and the scales and mins are applied per
 //! block (per 16 weights for Q6_K) in f32, where `d · sub-scale` is exact.
 
-use super::f16_to_f32;
+use super::half_at;
 
 /// Weights per block as the kernels see them (the K-quants' 256-weight super-blocks hold 8).
 pub const BLOCK: usize = 32;
@@ -143,10 +143,6 @@ impl Block32 {
     }
 }
 
-fn half_at(bytes: &[u8], at: usize) -> f32 {
-    f16_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]]))
-}
-
 /// Block `b` (weights `32b..32b + 32`) of a row of `kind` (the row's GGUF bytes).
 pub fn block32(kind: QuantKind, row: &[u8], b: usize) -> Block32 {
     let mut codes = [0u8; 32];
@@ -214,23 +210,12 @@ fn super_block(kind: QuantKind, row: &[u8], b: usize) -> &[u8] {
     &row[b / per * kind.block_bytes()..][..kind.block_bytes()]
 }
 
-/// A Q4_K (or Q5_K) super-block's eight sub-block scales `d·scale_s` and mins `−dmin·min_s` (both exact
-/// in f32: an f16 times a 6-bit integer).
-pub fn q4k_scales(sb: &[u8]) -> ([f32; 8], [f32; 8]) {
-    let mut scales = [0.0; 8];
-    let mut mins = [0.0; 8];
-    for j in 0..8 {
-        (scales[j], mins[j]) = q4k_scale_min(sb, j);
-    }
-    (scales, mins)
-}
-
 /// Sub-block `j`'s scale `d·scale_j` and min `−dmin·min_j` of a Q4_K or Q5_K super-block (the
-/// same first 16 bytes), unpacked
-/// from ggml's 12-byte layout: scales and mins 0..4 are the low 6 bits of bytes 0..4 and
-/// 4..8; 4..8 take their low 4 bits from the nibbles of bytes 8..12 and their top 2 from
-/// the top bits of bytes 0..4 and 4..8.
-pub fn q4k_scale_min(sb: &[u8], j: usize) -> (f32, f32) {
+/// same first 16 bytes), unpacked from ggml's 12-byte layout: scales and mins 0..4 are the low
+/// 6 bits of bytes 0..4 and 4..8; 4..8 take their low 4 bits from the nibbles of bytes 8..12
+/// and their top 2 from the top bits of bytes 0..4 and 4..8. Both are exact in f32 (an f16
+/// times a 6-bit integer).
+fn q4k_scale_min(sb: &[u8], j: usize, half: impl Fn(&[u8], usize) -> f32) -> (f32, f32) {
     let q = &sb[4..16];
     let (sc, m) = if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
@@ -240,28 +225,34 @@ pub fn q4k_scale_min(sb: &[u8], j: usize) -> (f32, f32) {
             (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
         )
     };
-    (half_at(sb, 0) * sc as f32, -(half_at(sb, 2) * m as f32))
+    (half(sb, 0) * sc as f32, -(half(sb, 2) * m as f32))
 }
 
 /// Block `b`'s scales (per 16 weights) and min, without its codes.
 pub fn block_scales(kind: QuantKind, row: &[u8], b: usize) -> ([f32; 2], f32) {
+    block_scales_with(kind, row, b, half_at)
+}
+
+/// [`block_scales`] with the f16 fields read by `half(bytes, at)` (a path's own conversion).
+pub fn block_scales_with(
+    kind: QuantKind,
+    row: &[u8],
+    b: usize,
+    half: impl Fn(&[u8], usize) -> f32,
+) -> ([f32; 2], f32) {
     let at = b * kind.block_bytes();
     match kind {
-        QuantKind::Q4_1 | QuantKind::Q5_1 => ([half_at(row, at); 2], half_at(row, at + 2)),
-        QuantKind::Q4_0 | QuantKind::Q5_0 | QuantKind::Q8_0 => ([half_at(row, at); 2], 0.0),
+        QuantKind::Q4_1 | QuantKind::Q5_1 => ([half(row, at); 2], half(row, at + 2)),
+        QuantKind::Q4_0 | QuantKind::Q5_0 | QuantKind::Q8_0 => ([half(row, at); 2], 0.0),
         QuantKind::Q4_K | QuantKind::Q5_K => {
-            let (scale, min) = q4k_scale_min(super_block(kind, row, b), b % 8);
+            let (scale, min) = q4k_scale_min(super_block(kind, row, b), b % 8, half);
             ([scale; 2], min)
         }
         QuantKind::Q6_K => {
             let sb = super_block(kind, row, b);
-            let sub = 2 * (b % 8);
-            ([q6k_sub_scale(sb, sub), q6k_sub_scale(sb, sub + 1)], 0.0)
+            let (sub, d) = (2 * (b % 8), half(sb, 208));
+            let scale = |i: usize| d * sb[192 + i] as i8 as f32;
+            ([scale(sub), scale(sub + 1)], 0.0)
         }
     }
-}
-
-/// A Q6_K super-block's scale for weights `16i..16i + 16`: `d · scale_i`, exact in f32.
-pub fn q6k_sub_scale(sb: &[u8], i: usize) -> f32 {
-    half_at(sb, 208) * sb[192 + i] as i8 as f32
 }

@@ -34,7 +34,7 @@ use crate::DisjointWrites;
 use rayon::prelude::*;
 
 mod formats;
-pub use formats::{block32, block_scales, q4k_scales, q6k_sub_scale, Block32, QuantKind, BLOCK};
+pub use formats::{block32, block_scales, block_scales_with, Block32, QuantKind, BLOCK};
 
 /// IEEE half (as bits) to f32, exactly.
 pub fn f16_to_f32(h: u16) -> f32 {
