@@ -4,44 +4,19 @@ use super::*;
 use std::arch::x86_64::*;
 
 /// Runs `$body` with `$K` a constant naming `$kind` (its discriminant, its index in
-/// [`QuantKind::ALL`]), so
-/// that the kernels below are compiled once per kind with the other formats' branches
-/// folded away (one body serving all kinds at run time cost decode a quarter of its speed).
+/// [`QuantKind::ALL`]), so that the kernels below are compiled once per kind with the other
+/// formats' branches folded away (one body serving all kinds at run time cost decode a
+/// quarter of its speed).
 macro_rules! with_kind {
     ($kind:expr, $K:ident => $body:expr) => {
+        with_kind!(@arms $kind, $K, $body, Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K)
+    };
+    (@arms $kind:expr, $K:ident, $body:expr, $($variant:ident)*) => {
         match $kind {
-            QuantKind::Q4_0 => {
-                const $K: usize = QuantKind::Q4_0 as usize;
+            $(QuantKind::$variant => {
+                const $K: usize = QuantKind::$variant as usize;
                 $body
-            }
-            QuantKind::Q4_1 => {
-                const $K: usize = QuantKind::Q4_1 as usize;
-                $body
-            }
-            QuantKind::Q5_0 => {
-                const $K: usize = QuantKind::Q5_0 as usize;
-                $body
-            }
-            QuantKind::Q5_1 => {
-                const $K: usize = QuantKind::Q5_1 as usize;
-                $body
-            }
-            QuantKind::Q8_0 => {
-                const $K: usize = QuantKind::Q8_0 as usize;
-                $body
-            }
-            QuantKind::Q4_K => {
-                const $K: usize = QuantKind::Q4_K as usize;
-                $body
-            }
-            QuantKind::Q5_K => {
-                const $K: usize = QuantKind::Q5_K as usize;
-                $body
-            }
-            QuantKind::Q6_K => {
-                const $K: usize = QuantKind::Q6_K as usize;
-                $body
-            }
+            })*
         }
     };
 }
@@ -147,8 +122,8 @@ fn lanes(n: usize) -> __mmask16 {
 }
 
 /// The per-block scales and mins of blocks `g..g + n` (`n ≤ 16`) of a row (lanes past `n`
-/// are zero). Q6_K's scale lanes hold its super-blocks' `d`: its scales change every 16
-/// weights and come from [`q6k_half_scales`].
+/// are zero). Q6_K has none per block: its scales change every 16 weights and come from
+/// [`q6k_half_scales`].
 ///
 /// # Safety
 /// VNNI features; `row` points to a whole row holding those blocks.
@@ -195,24 +170,9 @@ unsafe fn block_scales(kind: QuantKind, row: *const u8, g: usize, n: usize) -> (
             };
             (join(first.0, second.0), join(first.1, second.1))
         }
-        QuantKind::Q6_K => (
-            halves(_mm512_srli_epi32::<16>(q6k_d_lanes(row, g, n))).0,
-            _mm512_setzero_ps(),
-        ),
+        // Scaled per 16 weights: see `q6k_half_scales`.
+        QuantKind::Q6_K => (_mm512_setzero_ps(), _mm512_setzero_ps()),
     }
-}
-
-/// Each lane `i < n` holds the 4 bytes ending Q6_K block `g + i`'s super-block (`d` in the
-/// high half).
-#[inline(always)]
-unsafe fn q6k_d_lanes(row: *const u8, g: usize, n: usize) -> __m512i {
-    let idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    _mm512_mask_i32gather_epi32::<1>(
-        _mm512_setzero_si512(),
-        lanes(n),
-        _mm512_mullo_epi32(idx, _mm512_set1_epi32(210)),
-        row.add(g / 8 * 210 + 206) as *const i32,
-    )
 }
 
 /// A Q4_K or Q5_K super-block's eight scales `d·sc` and mins `−dmin·m`, unpacking the 12 bytes of
@@ -564,24 +524,24 @@ unsafe fn tiled_rows<const K: usize>(
             while g < nb {
                 let n = (nb - g).min(16);
                 let (dw, mw) = block_scales(kind, row, g, n);
-                let mut ds = [0.0f32; 16];
-                _mm512_storeu_ps(ds.as_mut_ptr(), dw);
-                for (i, &d) in ds.iter().take(n).enumerate() {
-                    let at = (t * nbp + g + i) * 8;
-                    _mm256_storeu_ps(wd8.as_mut_ptr().add(at), _mm256_set1_ps(d));
-                }
+                // A block's 8 lanes: 0-3 scale its first 16 weights, 4-7 its second 16
+                // (the same value but for Q6_K).
+                let mut halves = [0.0f32; 32];
                 if kind.has_half_scales() {
-                    // Lanes 0-3 of a block's 8 take its first 16 weights' scale, 4-7 the
-                    // second's.
                     let (first, second) = q6k_half_scales(row, g, n);
-                    let mut halves = [0.0f32; 32];
                     _mm512_storeu_ps(halves.as_mut_ptr(), first);
                     _mm512_storeu_ps(halves.as_mut_ptr().add(16), second);
-                    for i in 0..n {
-                        let at = wd8.as_mut_ptr().add((t * nbp + g + i) * 8);
-                        _mm_storeu_ps(at, _mm_set1_ps(halves[2 * i]));
-                        _mm_storeu_ps(at.add(4), _mm_set1_ps(halves[2 * i + 1]));
+                } else {
+                    let mut ds = [0.0f32; 16];
+                    _mm512_storeu_ps(ds.as_mut_ptr(), dw);
+                    for (pair, &d) in halves.chunks_exact_mut(2).zip(&ds) {
+                        pair.fill(d);
                     }
+                }
+                for i in 0..n {
+                    let at = wd8.as_mut_ptr().add((t * nbp + g + i) * 8);
+                    _mm_storeu_ps(at, _mm_set1_ps(halves[2 * i]));
+                    _mm_storeu_ps(at.add(4), _mm_set1_ps(halves[2 * i + 1]));
                 }
                 if kind.has_min() {
                     _mm512_storeu_ps(wm.as_mut_ptr().add(t * nbs + g), mw);
