@@ -240,13 +240,7 @@ impl QuantizedRows {
             x.len()
         );
         let rows = x.len() / k;
-        let stride = k.next_multiple_of(4);
-        self.rows = rows;
-        self.k = k;
-        self.stride = stride;
-        resize(&mut self.codes, rows * stride, 0);
-        resize(&mut self.scales, rows, 0.0);
-        resize(&mut self.zeros, rows, 0);
+        let stride = self.set_shape(rows, k);
         let (codes, scales, zeros) = (
             &mut self.codes[..rows * stride],
             &mut self.scales[..rows],
@@ -322,8 +316,8 @@ unsafe impl Send for SharedRows {}
 unsafe impl Sync for SharedRows {}
 
 impl QuantizedRows {
-    /// Sizes this value for `rows × k` (contents unset until quantized) and shares it.
-    pub(crate) fn share(&mut self, rows: usize, k: usize) -> SharedRows {
+    /// Sets the shape to `rows × k` and grows the buffers to hold it; returns the stride.
+    fn set_shape(&mut self, rows: usize, k: usize) -> usize {
         let stride = k.next_multiple_of(4);
         self.rows = rows;
         self.k = k;
@@ -331,6 +325,12 @@ impl QuantizedRows {
         resize(&mut self.codes, rows * stride, 0);
         resize(&mut self.scales, rows, 0.0);
         resize(&mut self.zeros, rows, 0);
+        stride
+    }
+
+    /// Sizes this value for `rows × k` (contents unset until quantized) and shares it.
+    pub(crate) fn share(&mut self, rows: usize, k: usize) -> SharedRows {
+        let stride = self.set_shape(rows, k);
         SharedRows {
             codes: self.codes.as_mut_ptr(),
             scales: self.scales.as_mut_ptr(),
