@@ -367,12 +367,7 @@ pub fn qmatmul_path(
         path.available(),
         "{path:?} needs CPU features this machine lacks"
     );
-    assert_eq!(
-        k % kind.block_elems(),
-        0,
-        "rows of {kind:?} hold multiples of {} weights",
-        kind.block_elems()
-    );
+    assert_whole_blocks(kind, k);
     assert_eq!(
         weights.len(),
         rows * kind.row_bytes(k),
@@ -437,12 +432,7 @@ pub fn qmatvec_rows(
     let k = acts.k;
     let rb = kind.row_bytes(k);
     assert_eq!(acts.m, 1, "one activation row");
-    assert_eq!(
-        k % kind.block_elems(),
-        0,
-        "rows of {kind:?} hold multiples of {} weights",
-        kind.block_elems()
-    );
+    assert_whole_blocks(kind, k);
     assert!(range.end * rb <= weights.len(), "rows past the matrix");
     assert_eq!(y.len(), range.len(), "y holds the rows asked for");
     let n = range.len();
@@ -465,6 +455,16 @@ pub fn qmatvec_rows(
         }
     }
     portable_rows(kind, w, 0, n, n, acts, out);
+}
+
+/// Panics unless rows of `k` weights of `kind` hold whole storage blocks.
+fn assert_whole_blocks(kind: QuantKind, k: usize) {
+    assert_eq!(
+        k % kind.block_elems(),
+        0,
+        "rows of {kind:?} hold multiples of {} weights",
+        kind.block_elems()
+    );
 }
 
 /// Activation rows up to which the direct (decode) kernel runs; above, the tiled one.
